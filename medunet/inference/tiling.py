@@ -1,0 +1,238 @@
+"""Pure tile arithmetic for exact overlap-tile inference (Ronneberger et al. 2015, Fig. 2).
+
+A valid-convolution U-Net maps an input tile of size ``T`` to an output of size ``T - 2 m`` (``m`` the
+per-side margin), and output voxel ``j`` of a tile starting at input position ``t`` is output voxel
+``t + j`` of the whole (mirror-extended) image, *provided every max-pool of the tile sees the same
+voxels as in the whole-image pass*. That holds exactly when ``t`` is a multiple of the pooling stride
+``P`` (the product of the pooling sizes, 16 for the paper network). Tiles are therefore placed on that
+grid; consecutive tiles overlap in their outputs by at most ``P - 1`` voxels plus what even spacing
+needs, and overlapping outputs are identical, so no blending is needed.
+
+MONAI's ``sliding_window_inference`` cannot be used: it assumes an output the size of its input
+(or a rescaled one) and blends overlaps, which a valid-convolution network does not need and which
+it would misplace. This module and :mod:`medunet.inference.overlap_tile` implement the paper's scheme.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from medunet.networks.geometry import UNetGeometry
+
+__all__ = ["TilePlan", "plan_axis_starts", "plan_tiles", "unet_flops", "unet_memory_bytes"]
+
+
+def plan_axis_starts(image_size: int, output_tile: int, stride: int) -> list[int]:
+    """Output start positions of the tiles along one axis, all multiples of ``stride``.
+
+    The tiles cover ``[0, image_size)``; their count is the smallest possible for tiles of output size
+    ``output_tile`` on the ``stride`` grid, and they are spread evenly so the overlap is shared rather
+    than piled onto the last tile.
+
+    Raises:
+        ValueError: if ``output_tile < stride`` while more than one tile is needed (aligned tiles would
+            leave gaps).
+    """
+    if image_size < 1:
+        raise ValueError(f"image size must be >= 1, got {image_size}")
+    if output_tile >= image_size:
+        return [0]
+    if output_tile < stride:
+        raise ValueError(
+            f"output tile {output_tile} is smaller than the pooling stride {stride}; tiles on the pooling "
+            "grid would leave gaps. Use a larger tile (roi_size)."
+        )
+    last = math.ceil((image_size - output_tile) / stride) * stride  # smallest aligned start reaching the end
+    step = (output_tile // stride) * stride  # largest aligned step with no gap
+    gaps = math.ceil(last / step)
+    # Even spacing on the grid: start_i = floor(i * last / gaps) rounded down to the grid; every gap is at
+    # most ceil(last / gaps / stride) * stride <= step <= output_tile, so no output voxel is missed.
+    return [((i * last) // gaps) // stride * stride for i in range(gaps)] + [last]
+
+
+def unet_flops(
+    geometry: UNetGeometry, features: Sequence[int], in_channels: int, out_channels: int, input_shape: Sequence[int]
+) -> int:
+    """Multiply-accumulate count of one forward pass of a tile (convolutions only; pools and ReLUs are
+    negligible)."""
+    k = geometry.kernel_size**geometry.spatial_dims
+    layers = geometry.layer_shapes(input_shape)
+    total = 0
+    channels = in_channels
+    for layer in layers:
+        if layer.kind == "pool":
+            continue
+        voxels = math.prod(layer.spatial_shape)
+        f = features[layer.level]
+        if layer.kind == "upconv":
+            # kernel = stride: each output voxel receives one tap per input channel
+            total += voxels * features[layer.level + 1] * f
+            channels = 2 * f  # the next convolution sees the concatenation with the skip
+        else:
+            total += voxels * channels * f * k
+            channels = f
+    return total + math.prod(layers[-1].spatial_shape) * features[0] * out_channels
+
+
+def unet_memory_bytes(
+    geometry: UNetGeometry,
+    features: Sequence[int],
+    in_channels: int,
+    out_channels: int,
+    input_shape: Sequence[int],
+    batch_size: int = 1,
+    bytes_per_value: int = 4,
+) -> int:
+    """Estimated peak activation memory of an inference pass (no autograd graph).
+
+    The skip connections stay alive until the expanding path uses them; on top of them at most the
+    input and output of one layer (plus a concatenation) are alive. The estimate is the skips plus the
+    largest three consecutive layer outputs, which bounds what PyTorch holds at once.
+    """
+    sizes: list[int] = [math.prod(input_shape) * in_channels]
+    skips = 0
+    layers = geometry.layer_shapes(input_shape)
+    for i, layer in enumerate(layers):
+        channels = features[layer.level]
+        voxels = math.prod(layer.spatial_shape)
+        if layer.kind == "pool":
+            skips += math.prod(layers[i - 1].spatial_shape) * channels
+        if layer.kind == "upconv":
+            channels *= 2  # the concatenation follows
+        sizes.append(voxels * channels)
+    sizes.append(math.prod(layers[-1].spatial_shape) * out_channels)
+    window = max(sum(sizes[i : i + 3]) for i in range(len(sizes)))
+    return (skips + window) * batch_size * bytes_per_value
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Where the tiles of one image go.
+
+    Attributes:
+        image_shape: spatial shape of the image (and of the output).
+        input_tile: spatial shape of every input tile (a valid network input).
+        output_tile: spatial shape of every output tile (``input_tile - 2 * margin``).
+        margin: per-axis margin (input voxels lost on each side).
+        starts: per axis, the output start positions (image coordinates, multiples of the stride); the
+            tile's input starts ``margin`` voxels earlier.
+    """
+
+    image_shape: tuple[int, ...]
+    input_tile: tuple[int, ...]
+    output_tile: tuple[int, ...]
+    margin: tuple[int, ...]
+    starts: tuple[tuple[int, ...], ...]
+
+    @property
+    def num_tiles(self) -> int:
+        return math.prod(len(s) for s in self.starts)
+
+    def tile_starts(self) -> list[tuple[int, ...]]:
+        """Output start of every tile, in C order."""
+        return list(itertools.product(*self.starts))
+
+
+def _whole_image_tile(geometry: UNetGeometry, image_shape: Sequence[int]) -> tuple[int, ...]:
+    return geometry.input_shape_for(image_shape)
+
+
+def plan_tiles(
+    geometry: UNetGeometry,
+    image_shape: Sequence[int],
+    roi_size: Sequence[int] | None = None,
+    features: Sequence[int] | None = None,
+    in_channels: int = 1,
+    out_channels: int = 2,
+    memory_budget: int | None = None,
+    batch_size: int = 1,
+    bytes_per_value: int = 4,
+) -> TilePlan:
+    """Chooses the input tile size and the tile positions for one image.
+
+    With ``roi_size`` given, that tile is used (clamped to what covers the whole image; non-positive
+    entries mean "the whole image along that axis"). Otherwise the planner picks, among the valid tile
+    sizes whose estimated memory fits ``memory_budget`` (bytes, for ``batch_size`` tiles), the one with the
+    least total computation (tiles x FLOPs per tile), preferring larger tiles on ties; with no budget the
+    whole image is one tile.
+
+    Raises:
+        ValueError: an invalid ``roi_size`` (with the nearest valid sizes), or a budget too small for the
+            smallest usable tile.
+    """
+    image_shape = tuple(int(s) for s in image_shape)
+    if len(image_shape) != geometry.spatial_dims or min(image_shape) < 1:
+        raise ValueError(f"image spatial shape {image_shape} does not fit a {geometry.spatial_dims}D network")
+    whole = _whole_image_tile(geometry, image_shape)
+    margin = geometry.margin
+
+    if roi_size is not None:
+        roi = tuple(int(r) for r in roi_size)
+        if len(roi) != geometry.spatial_dims:
+            raise ValueError(f"roi_size {roi} must have {geometry.spatial_dims} entries")
+        roi = tuple(w if r <= 0 else r for r, w in zip(roi, whole))
+        bad = [(d, r) for d, (r, a) in enumerate(zip(roi, geometry.axes)) if not a.is_valid(r)]
+        if bad:
+            details = "; ".join(f"axis {d}: {geometry.axes[d].invalid_message(r)}" for d, r in bad)
+            raise ValueError(f"roi_size {roi} is not a valid input tile for this network: {details}")
+        tile = tuple(min(r, w) for r, w in zip(roi, whole))
+    elif memory_budget is None or features is None:
+        tile = whole
+    else:
+        tile = _best_tile(
+            geometry, image_shape, features, in_channels, out_channels, memory_budget, batch_size, bytes_per_value
+        )
+    out = tuple(t - 2 * m for t, m in zip(tile, margin))
+    starts = tuple(tuple(plan_axis_starts(s, o, p)) for s, o, p in zip(image_shape, out, geometry.stride))
+    return TilePlan(image_shape, tile, out, margin, starts)
+
+
+def _best_tile(
+    geometry: UNetGeometry,
+    image_shape: tuple[int, ...],
+    features: Sequence[int],
+    in_channels: int,
+    out_channels: int,
+    memory_budget: int,
+    batch_size: int,
+    bytes_per_value: int,
+) -> tuple[int, ...]:
+    whole = _whole_image_tile(geometry, image_shape)
+    candidates = []
+    for d, axis in enumerate(geometry.axes):
+        # Tiles must produce at least one stride of output to be placed on the grid without gaps,
+        # unless a single tile covers the axis.
+        smallest = axis.input_size_for(min(axis.stride, image_shape[d]))
+        # A larger tile with the same tile count along an axis costs more FLOPs and memory for nothing:
+        # keep only the smallest tile for each count.
+        by_count: dict[int, int] = {}
+        for t in axis.valid_sizes(whole[d], smallest):
+            count = len(plan_axis_starts(image_shape[d], t - 2 * axis.margin, axis.stride))
+            by_count.setdefault(count, t)
+        candidates.append(sorted(by_count.values()))
+
+    def memory(tile: tuple[int, ...]) -> int:
+        return unet_memory_bytes(geometry, features, in_channels, out_channels, tile, batch_size, bytes_per_value)
+
+    best: tuple[int, ...] | None = None
+    best_key: tuple[int, int] | None = None
+    for tile in itertools.product(*candidates):
+        if memory(tile) > memory_budget:
+            continue
+        n = math.prod(
+            len(plan_axis_starts(s, t - 2 * m, p))
+            for s, t, m, p in zip(image_shape, tile, geometry.margin, geometry.stride)
+        )
+        key = (n * unet_flops(geometry, features, in_channels, out_channels, tile), -math.prod(tile))
+        if best_key is None or key < best_key:
+            best, best_key = tile, key
+    if best is None:
+        smallest_tile = tuple(c[0] for c in candidates)
+        raise ValueError(
+            f"memory_budget={memory_budget} bytes is too small: the smallest usable tile {smallest_tile} needs about "
+            f"{memory(smallest_tile)} bytes for sw_batch_size={batch_size}. Raise memory_budget or lower sw_batch_size."
+        )
+    return best

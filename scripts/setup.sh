@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Creates the virtual environment .venv (or $MEDUNET_VENV) and installs medunet into it.
+#
+# torch: an existing torch is kept. Otherwise, where an NVIDIA GPU answers (nvidia-smi), pip's default
+# torch (a CUDA build) is installed; on a machine without a GPU, torch==2.13.0, which is a CPU build
+# where a local wheel is provided. To choose yourself, set MEDUNET_TORCH to a pip requirement, e.g.
+# MEDUNET_TORCH="torch==2.13.0" together with PIP_EXTRA_INDEX_URL pointing at PyTorch's CPU wheel index.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+python=${PYTHON:-python3}
+venv=${MEDUNET_VENV:-.venv}
+if [ ! -x "$venv/bin/python" ]; then
+    "$python" -m venv "$venv"
+fi
+# shellcheck disable=SC1091
+. "$venv/bin/activate"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+if ! python -c "import torch" >/dev/null 2>&1; then
+    if [ -n "${MEDUNET_TORCH:-}" ]; then
+        spec=$MEDUNET_TORCH
+    elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+        spec="torch>=2.4,<2.15"
+    else
+        spec="torch==2.13.0"
+    fi
+    echo "medunet setup: installing $spec"
+    python -m pip install --quiet "$spec"
+fi
+python -m pip install --quiet -e ".[dev]"
+python -c "import torch, monai, medunet; print(f'medunet setup: torch {torch.__version__} (CUDA available: {torch.cuda.is_available()}), monai {monai.__version__}')"

@@ -1,0 +1,258 @@
+"""Overlap-tile inference: tiled == whole-image pass, mirror extrapolation, flip TTA, planning."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from torch import nn
+
+from medunet.inference import OverlapTileInferer, extension_indices, plan_axis_starts, plan_tiles
+from medunet.networks import UNetGeometry, ValidUNet
+from medunet.utils.enums import PaddingMode
+
+
+@pytest.fixture
+def native_conv() -> Iterator[None]:
+    """PyTorch's native convolution: its accumulation order does not depend on the tensor size, so
+    tiled and whole-image results agree to rounding of identical operations. (oneDNN picks algorithms by
+    shape; see test_tiled_matches_whole_image_with_onednn for its bound.)"""
+    with torch.backends.mkldnn.flags(enabled=False):
+        yield
+
+
+def make_net(dims: int, features: Sequence[int], pools: object = None, seed: int = 0, out: int = 3) -> ValidUNet:
+    torch.manual_seed(seed)
+    return ValidUNet(dims, 1, out, features=features, pool_sizes=pools, dropout=0.5).eval()  # type: ignore[arg-type]
+
+
+def whole_image_reference(net: ValidUNet, image: torch.Tensor, mode: str = "symmetric") -> torch.Tensor:
+    """One pass over the image mirror-extended with numpy.pad, written independently of the inferer."""
+    geo = net.geometry
+    spatial = image.shape[2:]
+    needed = geo.input_shape_for(spatial)
+    widths = [(0, 0), (0, 0)] + [(m, n - s - m) for s, n, m in zip(spatial, needed, geo.margin)]
+    padded = np.pad(image.numpy(), widths, mode=mode)
+    with torch.inference_mode():
+        out = net(torch.from_numpy(padded))
+    return out[(slice(None), slice(None), *(slice(0, s) for s in spatial))]
+
+
+CASES_2D = [((700, 900), [(204, 204), (252, 316), (380, 572)]), ((37, 61), [(204, 204), (220, 236)])]
+
+
+@pytest.mark.usefixtures("native_conv")
+@pytest.mark.parametrize(("shape", "rois"), CASES_2D)
+def test_tiled_equals_whole_image_2d(shape: tuple[int, int], rois: list[tuple[int, int]]) -> None:
+    net = make_net(2, (4, 8, 16, 32, 64))
+    image = torch.randn(1, 1, *shape)
+    whole = whole_image_reference(net, image)
+    for roi in rois:
+        tiled = OverlapTileInferer(roi_size=roi, sw_batch_size=3)(image, net)
+        assert tiled.shape == (1, 3, *shape)
+        plan = OverlapTileInferer(roi_size=roi).plan(shape, net)
+        assert plan.num_tiles > 1 or max(shape) < 100
+        assert float((tiled - whole).abs().max()) <= 1e-5, roi
+
+
+@pytest.mark.usefixtures("native_conv")
+@pytest.mark.parametrize(
+    ("shape", "pools", "rois"),
+    [
+        ((150, 130, 45), None, [(60, 60, 60), (76, 68, 84)]),
+        ((150, 130, 45), ((2, 2, 1), (2, 2, 2)), [(60, 68, 44), (84, 60, 48)]),
+        ((23, 17, 1), None, [(60, 60, 60)]),
+    ],
+)
+def test_tiled_equals_whole_image_3d(shape: tuple[int, ...], pools: object, rois: list[tuple[int, ...]]) -> None:
+    net = make_net(3, (2, 4, 8), pools)
+    image = torch.randn(1, 1, *shape)
+    whole = whole_image_reference(net, image)
+    for roi in rois:
+        inferer = OverlapTileInferer(roi_size=roi, sw_batch_size=4)
+        tiled = inferer(image, net)
+        assert tiled.shape == (1, 3, *shape)
+        assert float((tiled - whole).abs().max()) <= 1e-5, roi
+
+
+def test_tiled_matches_whole_image_with_onednn() -> None:
+    """With the default CPU backend the agreement is to float32 rounding of differently ordered sums."""
+    net = make_net(2, (4, 8, 16, 32, 64))
+    image = torch.randn(1, 1, 700, 900)
+    whole = OverlapTileInferer()(image, net)
+    tiled = OverlapTileInferer(roi_size=(252, 316))(image, net)
+    scale = float(whole.abs().max())
+    assert float((tiled - whole).abs().max()) <= 1e-5 * scale
+    probs = OverlapTileInferer(roi_size=(252, 316), output="probabilities")(image, net)
+    assert float((probs - torch.softmax(whole, 1)).abs().max()) <= 1e-5
+
+
+@pytest.mark.usefixtures("native_conv")
+def test_tile_off_the_pooling_grid_differs() -> None:
+    """The alignment matters: a tile shifted by half a stride no longer reproduces the whole-image pass."""
+    net = make_net(2, (4, 8, 16, 32))
+    geo = net.geometry
+    image = torch.randn(1, 1, 300, 300)
+    whole = whole_image_reference(net, image)
+    m, p = geo.margin[0], geo.stride[0]
+    padded = torch.from_numpy(np.pad(image.numpy(), [(0, 0), (0, 0), (m, m + 200), (m, m + 200)], mode="symmetric"))
+    tile = 180
+    out = tile - 2 * m
+    with torch.inference_mode():
+        for offset, should_match in [(p, True), (3 * p, True), (p // 2, False), (p + 1, False)]:
+            pred = net(padded[:, :, offset : offset + tile, offset : offset + tile])
+            ref = whole[:, :, offset : offset + out, offset : offset + out]
+            diff = float((pred - ref).abs().max())
+            if should_match:
+                assert diff <= 1e-5, offset
+            else:
+                assert diff > 1e-2, offset
+
+
+@pytest.mark.usefixtures("native_conv")
+@pytest.mark.parametrize(("dims", "shape", "axes"), [(2, (130, 97), (0, 1)), (3, (40, 33, 21), (0, 2))])
+def test_flip_tta_is_equivariant(dims: int, shape: tuple[int, ...], axes: tuple[int, ...]) -> None:
+    net = make_net(dims, (2, 4, 8))
+    image = torch.randn(1, 1, *shape)
+    tta = OverlapTileInferer(roi_size=(60,) * dims if dims == 3 else (92, 108), flip_axes=axes, output="probabilities")
+    base = tta(image, net)
+    assert float((base.sum(1) - 1).abs().max()) < 1e-5
+    for axis in axes:
+        flipped = tta(image.flip(axis + 2), net)
+        assert float((flipped - base.flip(axis + 2)).abs().max()) <= 1e-5
+    # Without TTA the network itself is not flip-equivariant, so the check above is not vacuous.
+    plain = OverlapTileInferer(output="probabilities")
+    assert float((plain(image.flip(2), net) - plain(image, net).flip(2)).abs().max()) > 1e-3
+
+
+@pytest.mark.usefixtures("native_conv")
+def test_tta_without_axes_equals_plain_and_averages_flips() -> None:
+    net = make_net(2, (2, 4, 8))
+    image = torch.randn(2, 1, 50, 70)
+    plain = OverlapTileInferer(output="probabilities")(image, net)
+    assert torch.equal(OverlapTileInferer(flip_axes=(), output="probabilities")(image, net), plain)
+    tta = OverlapTileInferer(flip_axes=(1,), output="probabilities")(image, net)
+    flipped = OverlapTileInferer(output="probabilities")(image.flip(3), net).flip(3)
+    assert float((tta - (plain + flipped) / 2).abs().max()) <= 1e-6
+    logits_tta = OverlapTileInferer(flip_axes=(1,))(image, net)
+    expected = (OverlapTileInferer()(image, net) + OverlapTileInferer()(image.flip(3), net).flip(3)) / 2
+    assert float((logits_tta - expected).abs().max()) <= 1e-5
+
+
+@pytest.mark.usefixtures("native_conv")
+@pytest.mark.parametrize("mode", ["symmetric", "reflect", "edge", "constant"])
+def test_small_images_and_single_slice_are_segmented(mode: str) -> None:
+    net2 = make_net(2, (2, 4, 8, 16))
+    image = torch.randn(1, 1, 9, 30)  # far smaller than one output tile: margin 44 > image size
+    out = OverlapTileInferer(padding_mode=mode)(image, net2)
+    assert out.shape == (1, 3, 9, 30)
+    np_mode = {"edge": "edge", "constant": "constant"}.get(mode, mode)
+    assert float((out - whole_image_reference(net2, image, np_mode)).abs().max()) <= 1e-5
+    net3 = make_net(3, (2, 4, 8))
+    volume = torch.randn(1, 1, 31, 26, 1)
+    out3 = OverlapTileInferer(padding_mode=mode)(volume, net3)
+    assert out3.shape == (1, 3, 31, 26, 1)
+    assert torch.isfinite(out3).all()
+    assert float((out3 - whole_image_reference(net3, volume, np_mode)).abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("mode", list(PaddingMode))
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_extension_indices_match_numpy_pad(mode: PaddingMode, size: int) -> None:
+    data = np.arange(1, size + 1)
+    before, after = 23, 31  # much larger than the axis
+    reference = np.pad(data, (before, after), mode=str(mode))
+    idx, inside = extension_indices(np.arange(-before, size + after), size, mode)
+    values = data[idx] * (inside if inside is not None else 1)
+    np.testing.assert_array_equal(values, reference)
+
+
+def test_metatensor_metadata_and_batch() -> None:
+    net = make_net(3, (2, 4))
+    affine = torch.diag(torch.tensor([0.8, 0.8, 5.0, 1.0], dtype=torch.float64))
+    affine[:3, 3] = torch.tensor([-10.0, 4.0, 2.5], dtype=torch.float64)
+    image = MetaTensor(torch.randn(1, 1, 20, 22, 7), affine=affine, meta={"filename_or_obj": "case.nii.gz"})
+    out = OverlapTileInferer()(image, net)
+    assert isinstance(out, MetaTensor)
+    assert torch.equal(out.affine, affine)
+    assert out.meta["filename_or_obj"] == "case.nii.gz"
+    assert out.shape == (1, 3, 20, 22, 7)
+
+
+@pytest.mark.usefixtures("native_conv")
+def test_batched_inputs_and_wrapped_network() -> None:
+    net = make_net(2, (2, 4, 8))
+    images = torch.randn(3, 1, 45, 80)
+    wrapped = nn.DataParallel(net)  # has .module; runs on the CPU as a plain wrapper
+    together = OverlapTileInferer(roi_size=(60, 76), sw_batch_size=5)(images, wrapped)
+    for b in range(3):
+        single = OverlapTileInferer(roi_size=(60, 76))(images[b : b + 1], net)
+        assert float((together[b : b + 1] - single).abs().max()) <= 1e-5
+
+
+def test_plan_covers_image_on_grid_with_fewest_tiles() -> None:
+    sizes, outs, strides = [1, 15, 16, 17, 100, 388, 389, 700, 2048], [16, 36, 100, 388], [1, 8, 16]
+    for size, out, stride in itertools.product(sizes, outs, strides):
+        starts = plan_axis_starts(size, out, stride)
+        assert all(s % stride == 0 for s in starts)
+        assert starts == sorted(set(starts))
+        covered = np.zeros(size, bool)
+        for s in starts:
+            covered[s : s + out] = True
+        assert covered.all()
+        assert starts[-1] < size
+        # Fewest aligned tiles: the last must start at or after size - out, consecutive ones at most
+        # floor(out / stride) strides apart.
+        last = -(-(size - out) // stride) * stride
+        fewest = 1 if out >= size else 1 + -(-last // ((out // stride) * stride))
+        assert len(starts) == fewest
+
+
+def test_planner_respects_budget_and_prefers_even_division() -> None:
+    net = make_net(2, (16, 32, 64, 128, 256))
+    geo = net.geometry
+    budget = 300 * 1024**2
+    plan = plan_tiles(geo, (2048, 2048), features=net.features, in_channels=1, out_channels=3, memory_budget=budget)
+    assert plan.num_tiles > 1
+    from medunet.inference import unet_memory_bytes
+
+    assert unet_memory_bytes(geo, net.features, 1, 3, plan.input_tile) <= budget
+    # little waste: the tiles cover the image with less than one stride of overrun per axis
+    for starts, out, size, stride in zip(plan.starts, plan.output_tile, plan.image_shape, geo.stride):
+        assert starts[-1] + out - size < stride
+    unlimited = plan_tiles(geo, (2048, 2048), features=net.features, memory_budget=10**15)
+    assert unlimited.num_tiles == 1
+    with pytest.raises(ValueError, match="memory_budget=1000 bytes is too small"):
+        plan_tiles(geo, (2048, 2048), features=net.features, memory_budget=1000)
+
+
+def test_bad_arguments_are_clear_errors() -> None:
+    net = make_net(2, (2, 4, 8))
+    bad_roi = r"roi_size \(70, 60\) is not a valid input tile.*axis 0: size 70 is not valid"
+    with pytest.raises(ValueError, match=bad_roi):
+        OverlapTileInferer(roi_size=(70, 60))(torch.zeros(1, 1, 100, 100), net)
+    with pytest.raises(ValueError, match="padding_mode='wrap' is not supported; valid options are"):
+        OverlapTileInferer(padding_mode="wrap")
+    with pytest.raises(ValueError, match="flip_axes"):
+        OverlapTileInferer(flip_axes=(2,))(torch.zeros(1, 1, 50, 50), net)
+    with pytest.raises(ValueError, match="inputs must be"):
+        OverlapTileInferer()(torch.zeros(1, 50, 50), net)
+    with pytest.raises(TypeError, match="needs the network's geometry"):
+        OverlapTileInferer()(torch.zeros(1, 1, 50, 50), lambda x: x)
+    geo = UNetGeometry.create(2, 3)
+    out = OverlapTileInferer(geometry=geo)(torch.zeros(1, 1, 50, 50), lambda x: x[:, :, 16:-16, 16:-16])
+    assert out.shape == (1, 1, 50, 50)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_tiles_on_cuda_stitched_on_cpu() -> None:
+    net = make_net(2, (2, 4, 8)).to("cuda")
+    image = torch.randn(1, 1, 120, 90)
+    out = OverlapTileInferer(sw_device="cuda", device="cpu", amp=False)(image, net)
+    assert out.device.type == "cpu"
+    reference = OverlapTileInferer()(image.cuda(), net).cpu()
+    assert float((out - reference).abs().max()) <= 1e-4
