@@ -1,0 +1,1 @@
+"""Data: generated default data sets (and, later, loaders for real ones)."""
