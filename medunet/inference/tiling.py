@@ -86,11 +86,12 @@ def unet_memory_bytes(
     batch_size: int = 1,
     bytes_per_value: int = 4,
 ) -> int:
-    """Estimated peak activation memory of an inference pass (no autograd graph).
+    """Estimated peak activation memory of an inference pass (no autograd graph), in bytes.
 
-    The skip connections stay alive until the expanding path uses them; on top of them at most the
-    input and output of one layer (plus a concatenation) are alive. The estimate is the skips plus the
-    largest three consecutive layer outputs, which bounds what PyTorch holds at once.
+    The skip connections stay alive until the expanding path uses them. On top of them, a convolution
+    holds its input and output, and a CPU backend (oneDNN) may hold a reordered copy of each, hence twice
+    the largest pair of consecutive feature maps. The factor 1.15 covers allocator slack; the estimate was
+    checked against the peak resident memory of passes on the CPU: 2D within about 10 %, 3D up to 65 % above.
     """
     sizes: list[int] = [math.prod(input_shape) * in_channels]
     skips = 0
@@ -104,8 +105,8 @@ def unet_memory_bytes(
             channels *= 2  # the concatenation follows
         sizes.append(voxels * channels)
     sizes.append(math.prod(layers[-1].spatial_shape) * out_channels)
-    window = max(sum(sizes[i : i + 3]) for i in range(len(sizes)))
-    return (skips + window) * batch_size * bytes_per_value
+    pair = max(a + b for a, b in itertools.pairwise(sizes))
+    return int(1.15 * (skips + 2 * pair) * batch_size * bytes_per_value)
 
 
 @dataclass(frozen=True)

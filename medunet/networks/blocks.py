@@ -28,7 +28,9 @@ def _norm_layer(norm: NormType | None, spatial_dims: int, channels: int) -> nn.M
 class ValidConvBlock(nn.Sequential):
     """``convs`` unpadded ``kernel_size`` convolutions, each followed by [norm +] ReLU.
 
-    Shapes: ``(B, in_channels, *S) -> (B, out_channels, *(S - convs * (kernel_size - 1)))``.
+    Shapes: ``(B, in_channels, *S) -> (B, out_channels, *(S - convs * (kernel_size - 1 - 2 * padding)))``.
+    ``padding=0`` is the paper's block; ``padding=(kernel_size - 1) // 2`` gives the same-padded block that
+    the benchmarks use to compare with padded U-Nets of identical widths.
     """
 
     def __init__(
@@ -39,13 +41,14 @@ class ValidConvBlock(nn.Sequential):
         norm: NormType | None = None,
         kernel_size: int = 3,
         convs: int = 2,
+        padding: int = 0,
     ) -> None:
         layers: list[nn.Module] = []
         channels = in_channels
         for _ in range(convs):
             # A bias is redundant before a normalisation layer that re-centres the activations.
             layers.append(
-                Conv[Conv.CONV, spatial_dims](channels, out_channels, kernel_size, padding=0, bias=norm is None)
+                Conv[Conv.CONV, spatial_dims](channels, out_channels, kernel_size, padding=padding, bias=norm is None)
             )
             norm_layer = _norm_layer(norm, spatial_dims, out_channels)
             if norm_layer is not None:
