@@ -110,7 +110,11 @@ def _measure(kind: str, quick: bool, method: str, repeats: int, queue: Any) -> N
             return out[(slice(None), slice(None), *(slice(0, s) for s in case["shape"]))]
         overlap = 0.5 if method == "monai_overlap0.5" else 0.25
         # The same input tile as medunet's plan, rounded down to the pooling grid the padded net needs.
-        roi = tuple(max(stride, (t // stride) * stride) for t in medunet_plan.input_tile)
+        # Never larger than the image (rounded up to the grid): a MONAI user would not pad beyond it.
+        roi = tuple(
+            min(max(stride, (t // stride) * stride), -(-s // stride) * stride)
+            for t, s in zip(medunet_plan.input_tile, case["shape"])
+        )
         with torch.inference_mode():
             return sliding_window_inference(
                 image, roi, 1, net, overlap=overlap, mode="gaussian", padding_mode="reflect"
@@ -208,12 +212,13 @@ def _markdown(results: dict[str, Any]) -> str:
         f"Machine: {results['machine']}; torch {results['torch']}, {results['threads']} threads; "
         f"repeats {results['repeats']} (min time reported).",
         "",
-        "| case | tiles (input tile) | redundancy (FLOPs) | tiled/whole time | overhead | max diff tiled vs whole |",
-        "|---|---|---|---|---|---|",
+        "| case | budget (MiB) | tiles (input tile) | redundancy (FLOPs) | tiled/whole time | overhead | max diff tiled vs whole |",
+        "|---|---|---|---|---|---|---|",
     ]
     for kind, r in results["cases"].items():
         lines.append(
-            f"| {kind} {'x'.join(map(str, r['image_shape']))} | {r['tiles']} ({'x'.join(map(str, r['planned_input_tile']))})"
+            f"| {kind} {'x'.join(map(str, r['image_shape']))} | {r['memory_budget_bytes'] / 2**20:.0f}"
+            f" | {r['tiles']} ({'x'.join(map(str, r['planned_input_tile']))})"
             f" | {r['redundancy_flops']:.3f} | {r['time_ratio_tiled_over_whole']:.3f} | {r['overhead_vs_redundancy']:.3f}"
             f" | {r['max_abs_diff_tiled_vs_whole']:.2e} (max logit {r['max_abs_logit_whole']:.1f}) |"
         )

@@ -50,6 +50,7 @@ def load_image(
     spacing: Sequence[float] | None = None,
     dtype: np.dtype | type | None = np.float32,
     allow_nan: bool = False,
+    resample_mode: str = "bilinear",
 ) -> MetaTensor:
     """Loads an image channel-first with its affine and source metadata.
 
@@ -59,7 +60,8 @@ def load_image(
         series_uid / modality / description: select one series from a folder holding several.
         on_irregular: ``"error"`` or ``"warn"`` for unevenly spaced DICOM slices.
         axcodes: reorient to these axis codes, e.g. ``"RAS"`` (3D only).
-        spacing: resample to this voxel spacing (mm), e.g. ``(1.0, 1.0, 2.0)``, with bilinear interpolation.
+        spacing: resample to this voxel spacing (mm), e.g. ``(1.0, 1.0, 2.0)``.
+        resample_mode: interpolation for ``spacing``: ``"bilinear"`` for images, ``"nearest"`` for labels.
         dtype: output data type (``None`` keeps the stored one).
         allow_nan: NaN voxels raise ``ValueError`` unless this is true.
 
@@ -88,5 +90,5 @@ def load_image(
     if axcodes is not None:
         image = Orientation(axcodes=axcodes, labels=None)(image)
     if spacing is not None:
-        image = Spacing(pixdim=tuple(spacing), mode="bilinear")(image)
+        image = Spacing(pixdim=tuple(spacing), mode=resample_mode)(image)
     return image  # type: ignore[return-value]

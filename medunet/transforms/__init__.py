@@ -1,0 +1,21 @@
+"""MONAI transforms for the valid-convolution U-Net (array and dictionary forms)."""
+
+from medunet.transforms.crop import CropToOutputd, RandValidTiled, crop_to_output
+from medunet.transforms.elastic import RandUNetElastic, RandUNetElasticd
+from medunet.transforms.intensity import IntensityPreset, IntensityPresetd, intensity_preset
+from medunet.transforms.io import LoadImageOrSeriesd
+from medunet.transforms.weight_map import UNetWeightMap, UNetWeightMapd
+
+__all__ = [
+    "CropToOutputd",
+    "IntensityPreset",
+    "IntensityPresetd",
+    "LoadImageOrSeriesd",
+    "RandUNetElastic",
+    "RandUNetElasticd",
+    "RandValidTiled",
+    "UNetWeightMap",
+    "UNetWeightMapd",
+    "crop_to_output",
+    "intensity_preset",
+]

@@ -1,0 +1,70 @@
+"""The generated default data set and the data lists of the real sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from monai.data import load_decathlon_datalist
+
+from medunet.data.datasets import DATASETS, make_default_dataset, write_datalist
+from medunet.data.synthetic import synthetic_cells
+from medunet.io import load_image
+
+
+def test_synthetic_cells_touch_and_are_reproducible() -> None:
+    image, instances = synthetic_cells((128, 160), seed=4)
+    again, _ = synthetic_cells((128, 160), seed=4)
+    np.testing.assert_array_equal(image, again)
+    assert instances.max() > 20
+    # touching objects: some horizontally adjacent pixels carry two different object labels
+    a, b = instances[:, :-1], instances[:, 1:]
+    assert ((a > 0) & (b > 0) & (a != b)).sum() > 10
+
+
+def test_default_2d_dataset(tmp_path: Path) -> None:
+    listing = make_default_dataset(tmp_path / "cells", n_training=3, n_validation=1, shape=(96, 80))
+    train = load_decathlon_datalist(listing, data_list_key="training")
+    assert len(train) == 3
+    image = load_image(train[0]["image"])
+    label = load_image(train[0]["label"], dtype=None)
+    assert image.shape == (1, 80, 96)
+    assert label.shape == (1, 80, 96)
+    assert int(label.max()) > 5
+    assert make_default_dataset(tmp_path / "cells", n_training=3, n_validation=1, shape=(96, 80)) == listing  # reused
+    with pytest.raises(FileExistsError, match="not generated with these parameters"):
+        make_default_dataset(tmp_path / "cells", n_training=4)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="is not empty"):
+        make_default_dataset(tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "user data"
+
+
+def test_default_3d_dataset_with_dicom_series_matches_nifti(tmp_path: Path) -> None:
+    listing = make_default_dataset(
+        tmp_path / "blobs", spatial_dims=3, n_training=1, n_validation=1, shape=(40, 32, 12), dicom=True
+    )
+    val = load_decathlon_datalist(listing, data_list_key="validation")[0]
+    nifti = load_image(val["image"])
+    series = load_image(Path(val["image"]).parent.parent / "dicom" / "blobs_001")
+    np.testing.assert_allclose(np.asarray(series), np.asarray(nifti), atol=0.5)
+    np.testing.assert_allclose(np.asarray(series.affine), np.asarray(nifti.affine), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_real_data_lists_point_to_files(name: str, shared_data: Path, tmp_path: Path) -> None:
+    try:
+        datalist = DATASETS[name](shared_data)
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    assert datalist["training"]
+    assert datalist["validation"]
+    for item in datalist["training"] + datalist["validation"]:
+        assert Path(item["image"]).exists()
+        assert Path(item["label"]).exists()
+    path = write_datalist(datalist, tmp_path / "list.json")
+    assert json.loads(path.read_text())["name"] == datalist["name"]
+    assert load_decathlon_datalist(path, data_list_key="training")[0]["image"] == datalist["training"][0]["image"]
