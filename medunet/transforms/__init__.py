@@ -4,18 +4,23 @@ from medunet.transforms.crop import CropToOutputd, RandValidTiled, crop_to_outpu
 from medunet.transforms.elastic import RandUNetElastic, RandUNetElasticd
 from medunet.transforms.intensity import IntensityPreset, IntensityPresetd, intensity_preset
 from medunet.transforms.io import LoadImageOrSeriesd
+from medunet.transforms.labels import LabelRule, LabelToClassesd, ToGrayscaled, label_to_classes
 from medunet.transforms.weight_map import UNetWeightMap, UNetWeightMapd
 
 __all__ = [
     "CropToOutputd",
     "IntensityPreset",
     "IntensityPresetd",
+    "LabelRule",
+    "LabelToClassesd",
     "LoadImageOrSeriesd",
     "RandUNetElastic",
     "RandUNetElasticd",
     "RandValidTiled",
+    "ToGrayscaled",
     "UNetWeightMap",
     "UNetWeightMapd",
     "crop_to_output",
     "intensity_preset",
+    "label_to_classes",
 ]

@@ -1,0 +1,33 @@
+"""Wiring used by the bundles: batch preparation, data lists, optimiser, checkpoints, run bookkeeping."""
+
+from medunet.engines.checkpoints import RNGState, best_checkpoint, latest_checkpoint
+from medunet.engines.prepare_batch import ValidOutputPrepareBatch
+from medunet.engines.setup import (
+    check_checkpoint,
+    code_version,
+    default_tracking_uri,
+    experiment_params,
+    inference_datalist,
+    make_optimizer,
+    resolve_datalist,
+    resume_handler,
+    run_training,
+    write_run_config,
+)
+
+__all__ = [
+    "RNGState",
+    "ValidOutputPrepareBatch",
+    "best_checkpoint",
+    "check_checkpoint",
+    "code_version",
+    "default_tracking_uri",
+    "experiment_params",
+    "inference_datalist",
+    "latest_checkpoint",
+    "make_optimizer",
+    "resolve_datalist",
+    "resume_handler",
+    "run_training",
+    "write_run_config",
+]

@@ -1,0 +1,104 @@
+"""Logs what MONAI's ``MLFlowHandler`` does not: the model with a signature, the merged config, the best
+checkpoint and the validation overlay, into the same MLflow run."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+
+import medunet
+from medunet.engines.checkpoints import best_checkpoint
+
+__all__ = ["MLflowArtifactsHandler"]
+
+logger = logging.getLogger(__name__)
+
+
+class MLflowArtifactsHandler:
+    """At the end of training, logs artifacts and the model (MLflow's pytorch flavour) to the run that
+    ``mlflow_handler`` (MONAI's ``MLFlowHandler``) opened.
+
+    Attach it *before* that handler so it runs before the run is closed.
+
+    Args:
+        mlflow_handler: MONAI's handler on the same trainer (gives the tracking URI and run).
+        network: the trained network; the best checkpoint's weights are loaded into a copy when present.
+        output_dir: where the checkpoints, ``config_merged.json`` and ``val_overlay.png`` are.
+        example_shape: input shape ``(B, C, *S)`` for the signature (a valid network input).
+        artifacts: extra files to log.
+    """
+
+    def __init__(
+        self,
+        mlflow_handler: Any,
+        network: torch.nn.Module,
+        output_dir: str | Path,
+        example_shape: Sequence[int],
+        artifacts: Sequence[str | Path | None] = (),
+        log_model: bool = True,
+    ) -> None:
+        self.mlflow_handler = mlflow_handler
+        self.network = network
+        self.output_dir = Path(output_dir)
+        self.example_shape = tuple(int(s) for s in example_shape)
+        self.artifacts = [Path(a) for a in artifacts if a]
+        self.log_model = log_model
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        import mlflow
+        from mlflow.models import infer_signature
+
+        run = getattr(self.mlflow_handler, "cur_run", None)
+        if run is None:
+            logger.warning("no MLflow run is open; artifacts are not logged")
+            return
+        client = self.mlflow_handler.client
+        run_id = run.info.run_id
+        files = [*self.artifacts, self.output_dir / "config_merged.json", self.output_dir / "val_overlay.png"]
+        best = best_checkpoint(self.output_dir)
+        if best:
+            files.append(Path(best))
+        for f in files:
+            if f.is_file():
+                client.log_artifact(run_id, str(f))
+        if not self.log_model:
+            return
+        model = copy.deepcopy(self.network).cpu().eval()
+        if best:
+            state = torch.load(best, map_location="cpu", weights_only=True)
+            model.load_state_dict(state.get("model", state))
+        example = torch.zeros(self.example_shape)
+        with torch.inference_mode():
+            output = model(example)
+        signature = infer_signature(example.numpy(), output.numpy())
+        mlflow.set_tracking_uri(self.mlflow_handler.client.tracking_uri)
+        # Explicit requirements: MLflow's inference of them re-imports the model and takes seconds.
+        requirements = [f"torch=={torch.__version__.split('+')[0]}", f"medunet=={medunet.__version__}"]
+        with mlflow.start_run(run_id=run_id):
+            try:  # MLflow 3's default format is a torch.export program ("pt2")
+                mlflow.pytorch.log_model(
+                    model,
+                    name="model",
+                    signature=signature,
+                    input_example=example.numpy(),
+                    pip_requirements=requirements,
+                )
+            except Exception as err:
+                logger.warning("torch.export of the model failed (%s); logging the pickled module instead", err)
+                mlflow.pytorch.log_model(
+                    model,
+                    name="model",
+                    signature=signature,
+                    input_example=example.numpy(),
+                    pip_requirements=requirements,
+                    serialization_format="pickle",
+                )

@@ -1,0 +1,115 @@
+"""Label conversion for training: data-set label conventions to class indices, checked."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+from monai.utils import convert_to_dst_type
+
+from medunet.transforms.functional.weight_map import separate_touching
+from medunet.utils.enums import look_up
+
+__all__ = ["LabelRule", "LabelToClassesd", "ToGrayscaled", "label_to_classes"]
+
+
+class LabelRule(StrEnum):
+    """How a data set's label image becomes class indices.
+
+    ``classes``: already class indices ``0..num_classes-1`` (anything else is an error);
+    ``threshold``: ``label > threshold`` is class 1 (ISBI 2012: 255 = cell, 0 = membrane);
+    ``instances``: instance labels (0 = background); touching objects are separated by a one-voxel
+    background border (the paper's ground truth) and the result is foreground (1) / background (0).
+    """
+
+    CLASSES = "classes"
+    THRESHOLD = "threshold"
+    INSTANCES = "instances"
+
+
+def label_to_classes(
+    label: np.ndarray, rule: str | LabelRule, num_classes: int = 2, threshold: float = 127.0
+) -> np.ndarray:
+    """Applies a :class:`LabelRule` to an array; raises ``ValueError`` on values the rule does not expect."""
+    kind = look_up(rule, LabelRule, "label_rule")
+    array = np.asarray(label)
+    if array.dtype.kind == "f" and (not np.all(np.isfinite(array)) or not np.all(array == np.round(array))):
+        raise ValueError("label holds non-integer or NaN values; labels must be integer-valued")
+    if kind == LabelRule.THRESHOLD:
+        return (array > threshold).astype(np.int64)
+    if kind == LabelRule.INSTANCES:
+        if array.size and array.min() < 0:
+            raise ValueError(f"instance labels must be >= 0, found {array.min()}")
+        spatial = array[0] if array.ndim in (3, 4) and array.shape[0] == 1 else array
+        carved = separate_touching(spatial.astype(np.int64))
+        return (carved > 0).astype(np.int64).reshape(array.shape)
+    values = np.unique(array)
+    unexpected = values[(values < 0) | (values >= num_classes)]
+    if unexpected.size:
+        raise ValueError(
+            f"label values {unexpected[:10].tolist()} are outside the classes 0..{num_classes - 1}; set label_rule "
+            "to 'threshold' (e.g. 0/255 masks) or 'instances' (instance labels), or raise num_classes"
+        )
+    return array.astype(np.int64)
+
+
+class LabelToClassesd(MapTransform):
+    """Dictionary form of :func:`label_to_classes`; with ``instances_key`` the original instance labels are
+    kept under that key (for the weight map)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        rule: str = "classes",
+        num_classes: int = 2,
+        threshold: float = 127.0,
+        instances_key: str | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.rule = look_up(rule, LabelRule, "label_rule")
+        self.num_classes, self.threshold, self.instances_key = num_classes, threshold, instances_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = d[key]
+            array = label.detach().cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+            if self.instances_key is not None:
+                d[self.instances_key] = label
+            try:
+                classes = label_to_classes(array, self.rule, self.num_classes, self.threshold)
+            except ValueError as err:
+                source = getattr(label, "meta", {}).get("filename_or_obj", key)
+                raise ValueError(f"{source}: {err}") from None
+            d[key] = convert_to_dst_type(
+                classes, dst=label, dtype=torch.int64 if isinstance(label, torch.Tensor) else np.int64
+            )[0]
+        return d
+
+
+class ToGrayscaled(MapTransform):
+    """RGB(A) images ``(3 or 4, *S)`` to one luminance channel (ITU-R BT.601); alpha is dropped; one-channel
+    images pass unchanged."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            if img.shape[0] in (3, 4):
+                weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).reshape(3, *([1] * (img.ndim - 1)))
+                t = torch.as_tensor(img[:3], dtype=torch.float32)
+                gray = (t * weights).sum(0, keepdim=True)
+                d[key] = (
+                    convert_to_dst_type(gray, dst=img, dtype=torch.float32)[0]
+                    if isinstance(img, torch.Tensor)
+                    else gray.numpy()
+                )
+            elif img.shape[0] != 1:
+                raise ValueError(f"'{key}' has {img.shape[0]} channels; ToGrayscaled takes 1, 3 (RGB) or 4 (RGBA)")
+        return d
