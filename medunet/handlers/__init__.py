@@ -1,7 +1,13 @@
 """Ignite handlers that MONAI does not have: MLflow model/artifact logging, validation snapshots."""
 
+from medunet.handlers.checkpoint import AtomicCheckpointSaver, atomic_save
 from medunet.handlers.mlflow_artifacts import MLflowArtifactsHandler
 from medunet.handlers.mlflow_resumable import ResumableMLFlowHandler
 from medunet.handlers.snapshot import ValidationSnapshot
 
-__all__ = ["MLflowArtifactsHandler", "ResumableMLFlowHandler", "ValidationSnapshot"]
+__all__ = [
+    "AtomicCheckpointSaver",
+    "MLflowArtifactsHandler", "ResumableMLFlowHandler",
+    "ValidationSnapshot",
+    "atomic_save",
+]

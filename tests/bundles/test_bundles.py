@@ -1,0 +1,208 @@
+"""The bundles end to end, through the exact commands a user types (subprocesses, smoke overlay)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO
+
+BUNDLES = ["unet2d", "unet3d"]
+PYTHON = sys.executable
+
+
+def bundle_cmd(workflow: str, *config_files: str, **overrides: object) -> list[str]:
+    files = "[" + ",".join(f"'{f}'" for f in config_files) + "]" if len(config_files) > 1 else config_files[0]
+    cmd = [PYTHON, "-m", "monai.bundle", "run", workflow, "--config_file", files]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", str(value)]
+    return cmd
+
+
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+
+
+def run(cmd: list[str], log: Path, timeout: float = 600) -> str:
+    with log.open("w") as fh:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, check=False, env=ENV)
+    text = log.read_text()
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{text[-4000:]}"
+    return text
+
+
+def train_files(name: str) -> tuple[str, str]:
+    return f"bundles/{name}/configs/train.json", "configs/smoke.json"
+
+
+def only_run(tracking_uri: str) -> mlflow.entities.Run:
+    client = mlflow.MlflowClient(tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    return runs[0]
+
+
+@pytest.fixture(scope="module", params=BUNDLES)
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """One smoke training per bundle, shared by the tests below."""
+    name = request.param
+    out = tmp_path_factory.mktemp(name) / "run"
+    run(bundle_cmd("training", *train_files(name), output_dir=out), out.parent / "train.log")
+    return name, out
+
+
+def test_training_writes_checkpoints_and_mlflow_run(trained: tuple[str, Path]) -> None:
+    name, out = trained
+    assert (out / "best_model.pt").is_file()
+    assert (out / "checkpoint_epoch=2.pt").is_file()
+    uri = f"sqlite:///{out / 'mlflow' / 'mlflow.db'}"
+    run_ = only_run(uri)
+    params = run_.data.params
+    assert params["bundle"] == name
+    assert params["dataset"].startswith("medunet_synthetic")
+    assert params["n_training"] == "2"
+    assert params["epochs"] == "2"
+    assert "code_version" in params and "device" in params
+    client = mlflow.MlflowClient(uri)
+    for metric in ("val_mean_dice", "val_mean_iou", "val_pixel_error"):
+        assert [m.step for m in client.get_metric_history(run_.info.run_id, metric)] == [1, 2]
+    assert len(client.get_metric_history(run_.info.run_id, "train_loss")) == 4  # 2 epochs x 2 tiles
+    artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
+    assert {"config_merged.json", "val_overlay.png", "best_model.pt"} <= artifacts
+    models = client.search_logged_models(experiment_ids=[run_.info.experiment_id])
+    assert any(m.source_run_id == run_.info.run_id for m in models)
+    model = next(m for m in models if m.source_run_id == run_.info.run_id)
+    logged = mlflow.models.Model.load(model.artifact_location.removeprefix("file://"))
+    spec = logged.signature.inputs.to_dict()[0]["tensor-spec"]
+    expected = [1, 188, 188] if name == "unet2d" else [1, 92, 92, 92]  # a minimal valid input tile
+    assert list(spec["shape"][1:]) == expected
+    merged = json.loads((out / "config_merged.json").read_text())
+    assert merged["overrides"]["output_dir"] == str(out)
+    # no patient identifiers or file paths among the parameters
+    assert not any("/" in v for k, v in params.items() if k not in ("code_version",))
+
+
+def test_inference_keeps_shape_and_affine(trained: tuple[str, Path], tmp_path: Path) -> None:
+    name, out = trained
+    images = out / "default_data" / "imagesTr"
+    infer_out = tmp_path / "pred"
+    run(
+        bundle_cmd(
+            "inference", f"bundles/{name}/configs/inference.json", input_dir=images, output_dir=infer_out,
+            ckpt_path=out / "best_model.pt",
+        ),
+        tmp_path / "infer.log",
+    )
+    inputs = sorted(images.iterdir())
+    outputs = sorted(infer_out.iterdir())
+    assert len(outputs) == len(inputs)
+    for src, pred in zip(inputs, outputs):
+        if name == "unet2d":
+            assert pred.name == src.name.replace(".png", "_seg.png")
+            a, b = np.asarray(Image.open(src)), np.asarray(Image.open(pred))
+            assert a.shape == b.shape
+            assert set(np.unique(b)) <= {0, 255}
+        else:
+            assert pred.name == src.name.replace(".nii.gz", "_seg.nii.gz")
+            a, b = nib.load(src), nib.load(pred)
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a.affine, b.affine, atol=1e-5)
+            assert set(np.unique(np.asarray(b.dataobj))) <= {0, 1}
+
+
+def test_evaluate_reads_checkpoint_and_tracks(trained: tuple[str, Path], tmp_path: Path) -> None:
+    name, out = trained
+    text = run(
+        bundle_cmd("evaluating", *train_files(name)[:1], f"bundles/{name}/configs/evaluate.json", "configs/smoke.json", output_dir=out),
+        tmp_path / "eval.log",
+    )
+    assert "val_mean_dice" in text
+    assert (out / "evaluation" / "metrics.csv").is_file()
+    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert {r.info.run_name for r in runs} == {f"{name}-run", f"{name}-eval-run"}
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_resume_after_sigkill_continues_at_next_epoch(name: str, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = bundle_cmd("training", *train_files(name), output_dir=out, epochs=4)
+    log = tmp_path / "first.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=ENV)
+        deadline = time.monotonic() + 300
+        while not list(out.glob("checkpoint_epoch=*.pt")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        time.sleep(0.5)  # let the (atomic) checkpoint write finish; the run is now in epoch 2
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+    done = sorted(int(p.stem.split("=")[1]) for p in out.glob("checkpoint_epoch=*.pt"))
+    assert done and done[-1] < 4
+    text = run(cmd, tmp_path / "second.log")
+    assert f"resuming from {out}/checkpoint_epoch={done[-1]}.pt" in text
+    epochs_run = sorted({int(line.split("Epoch: ")[1].split("/")[0]) for line in text.splitlines() if "Epoch: " in line})
+    assert epochs_run == list(range(done[-1] + 1, 5))
+    assert (out / "checkpoint_epoch=4.pt").is_file()
+    run_ = only_run(f"sqlite:///{out / 'mlflow' / 'mlflow.db'}")  # the interrupted run was continued
+    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlflow' / 'mlflow.db'}")
+    assert [m.step for m in client.get_metric_history(run_.info.run_id, "val_mean_dice")][-1] == 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_training_against_a_real_mlflow_server(tmp_path: Path) -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            PYTHON, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1",
+        ],
+        stdout=(tmp_path / "server.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=ENV,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "mlflow server did not become ready"
+            time.sleep(0.5)
+        out = tmp_path / "run"
+        run(bundle_cmd("training", *train_files("unet2d"), output_dir=out, tracking_uri=uri), tmp_path / "train.log")
+        run_ = only_run(uri)
+        assert run_.data.params["bundle"] == "unet2d"
+        client = mlflow.MlflowClient(uri)
+        assert len(client.get_metric_history(run_.info.run_id, "val_mean_dice")) == 2
+        assert "config_merged.json" in {a.path for a in client.list_artifacts(run_.info.run_id)}
+        assert not (out / "mlflow" / "mlflow.db").exists()  # nothing went to the embedded store
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
