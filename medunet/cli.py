@@ -15,30 +15,38 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="train on generated cells, then segment a generated image")
-    demo.add_argument("--output-dir", default="outputs/demo", help="where results go (default: %(default)s)")
-    demo.add_argument("--iterations", type=int, default=300, help="training iterations (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: CUDA when available")
-
     geometry = sub.add_parser("geometry", help="print the size arithmetic of a ValidUNet")
     geometry.add_argument("--spatial-dims", type=int, default=2)
     geometry.add_argument("--depth", type=int, default=5)
     geometry.add_argument("--input", type=int, nargs="+", help="input shape to check / map to its output")
     geometry.add_argument("--output", type=int, nargs="+", help="output shape to find the smallest input for")
+    export = sub.add_parser("export", help="export a bundle checkpoint as a torch.export program (.pt2)")
+    export.add_argument("--config-file", required=True, help="the bundle's train.json (defines network_def)")
+    export.add_argument("--ckpt-path", required=True, help="checkpoint (.pt) written by training")
+    export.add_argument("--tile", type=int, nargs="+", required=True, help="input tile shape, a valid network input")
+    export.add_argument("--output", required=True, help="where to write the .pt2 program")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    if args.command == "demo":
-        from medunet.demo import run_demo
+    if args.command == "export":
+        from monai.bundle import ConfigParser
 
-        if args.iterations < 0:
-            raise SystemExit(f"--iterations must be >= 0, got {args.iterations}")
-        summary = run_demo(args.output_dir, iterations=args.iterations, seed=args.seed, device=args.device)
-        print(json.dumps(summary, indent=2))
+        from medunet.export import export_program, load_weights
+        from medunet.networks import ValidUNet
+
+        parser = ConfigParser()
+        parser.read_config(args.config_file)
+        network = parser.get_parsed_content("network_def")
+        if not isinstance(network, ValidUNet):
+            raise SystemExit(f"medunet export: network_def in {args.config_file} is not a medunet ValidUNet")
+        load_weights(network, args.ckpt_path)
+        try:
+            print(export_program(network, args.tile, args.output))
+        except ValueError as err:
+            raise SystemExit(f"medunet export: {err}") from None
         return 0
     if args.command == "geometry":
         from medunet.networks.geometry import UNetGeometry

@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
-# Sets up .venv (scripts/setup.sh), then runs the main job: train on generated data, then segment.
+# Sets up .venv (scripts/setup.sh), then runs the main job: train the 2D paper network on the generated
+# default data (quickstart overlay: a few minutes on a CPU), then segment the generated images with it.
+# Outputs go to $MEDUNET_OUTPUT_DIR (default: outputs/). Running it again resumes from the last checkpoint.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . "${MEDUNET_VENV:-.venv}/bin/activate"
-medunet demo --output-dir "${MEDUNET_OUTPUT_DIR:-outputs/demo}" "$@"
+out=${MEDUNET_OUTPUT_DIR:-outputs}
+python -m monai.bundle run training \
+    --config_file "['bundles/unet2d/configs/train.json','configs/quickstart.json']" \
+    --output_dir "$out/unet2d"
+python -m monai.bundle run inference \
+    --config_file bundles/unet2d/configs/inference.json \
+    --input_dir "$out/unet2d/default_data/imagesTr" \
+    --output_dir "$out/unet2d_inference" \
+    --ckpt_path "$out/unet2d/best_model.pt"
+echo "medunet: model and MLflow run in $out/unet2d (mlflow ui --backend-store-uri sqlite:///$out/unet2d/mlflow/mlflow.db),"
+echo "medunet: segmentations in $out/unet2d_inference, validation overlay in $out/unet2d/val_overlay.png"

@@ -1,4 +1,4 @@
-"""Writing a volume as a DICOM series with correct geometry (generated data for the demo and the tests)."""
+"""Writing a volume as a DICOM series with correct geometry (generated data for the bundles and the tests)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Generated images with touching objects and instance labels: medunet's embedded default data.
 
-Nothing is downloaded: the demo and the tests run on data made here from a seed.
+Nothing is downloaded: the bundles' default data and the tests are made here from a seed.
 """
 
 from __future__ import annotations

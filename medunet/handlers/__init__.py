@@ -7,7 +7,8 @@ from medunet.handlers.snapshot import ValidationSnapshot
 
 __all__ = [
     "AtomicCheckpointSaver",
-    "MLflowArtifactsHandler", "ResumableMLFlowHandler",
+    "MLflowArtifactsHandler",
+    "ResumableMLFlowHandler",
     "ValidationSnapshot",
     "atomic_save",
 ]

@@ -82,7 +82,11 @@ class AtomicCheckpointSaver:
                 return
             atomic_save(self._state(), self.save_dir / f"checkpoint_epoch={epoch}.pt")
             pattern = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
-            found = sorted((int(m.group(1)), p) for p in self.save_dir.glob("checkpoint_epoch=*.pt") if (m := pattern.search(p.name)))
+            found = sorted(
+                (int(m.group(1)), p)
+                for p in self.save_dir.glob("checkpoint_epoch=*.pt")
+                if (m := pattern.search(p.name))
+            )
             for _, old in found[: -self.n_saved]:
                 old.unlink(missing_ok=True)
             logger.info("saved checkpoint at epoch %d", epoch)

@@ -1,0 +1,50 @@
+"""Exporting a trained ValidUNet for deployment: ``torch.export`` programs and TorchScript traces.
+
+``torch.jit.script`` fails on this network (its forward checks the input size with Python code) and
+TorchScript is deprecated in recent PyTorch; tracing works (``python -m monai.bundle ckpt_export ...
+--use_trace True``) and so does ``torch.export``, for one fixed tile shape: the overlap-tile inferer always
+feeds the same tile size, so a static-shape program is all deployment needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from medunet.networks.unet import ValidUNet
+
+__all__ = ["export_program", "load_program", "load_weights"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_weights(network: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Module:
+    """Loads a bundle checkpoint (``{"model": state_dict}`` or a bare state dict) into ``network``."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    network.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+    return network
+
+
+def export_program(network: ValidUNet, tile_shape: Sequence[int], path: str | Path, batch_size: int = 1) -> Path:
+    """Writes a ``torch.export`` program (``.pt2``) of ``network`` in eval mode for input tiles of ``tile_shape``.
+
+    Raises:
+        ValueError: ``tile_shape`` is not a valid input for the network (names the nearest valid sizes).
+    """
+    shape = network.geometry.check_input_shape(tile_shape)
+    network = network.eval()
+    example = torch.zeros(batch_size, network.in_channels, *shape)
+    program = torch.export.export(network, (example,))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.export.save(program, out)
+    logger.info("exported %s for input %s to %s", type(network).__name__, tuple(example.shape), out)
+    return out
+
+
+def load_program(path: str | Path) -> torch.nn.Module:
+    """The module of a saved ``torch.export`` program."""
+    return torch.export.load(str(path)).module()
