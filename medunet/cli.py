@@ -25,12 +25,102 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--ckpt-path", required=True, help="checkpoint (.pt) written by training")
     export.add_argument("--tile", type=int, nargs="+", required=True, help="input tile shape, a valid network input")
     export.add_argument("--output", required=True, help="where to write the .pt2 program")
+    pacs = sub.add_parser("pacs", help="research-PACS workflows (settings from --config or MEDUNET_PACS_* variables)")
+    pacs_sub = pacs.add_subparsers(dest="pacs_command", required=True)
+    for name, text in (
+        ("echo", "C-ECHO the PACS"),
+        ("segment", "segment a study and store the SEG back"),
+        ("listen", "segment every series pushed to medunet and send the SEGs to the PACS"),
+    ):
+        cmd = pacs_sub.add_parser(name, help=text)
+        cmd.add_argument("--config", help="JSON file with PACS settings (host, port, called_aet, calling_aet, ...)")
+        if name == "echo":
+            continue
+        cmd.add_argument("--bundle", required=True, help="bundle folder, e.g. bundles/unet3d")
+        cmd.add_argument("--checkpoint", required=True, help="trained weights (.pt)")
+        cmd.add_argument("--override", action="append", default=[], metavar="KEY=JSON", help="bundle config override")
+        cmd.add_argument("--work-dir", help="where retrieved series and outputs go (default: a new temporary folder)")
+        if name == "segment":
+            cmd.add_argument("--study-uid", required=True)
+            cmd.add_argument("--series-uid")
+            cmd.add_argument("--modality")
+            cmd.add_argument("--description", help="regular expression on SeriesDescription")
+            cmd.add_argument("--retrieve", choices=["move", "get", "wado"], default="move")
+            cmd.add_argument("--no-store", action="store_true", help="do not send the SEG back")
+        else:
+            cmd.add_argument("--allowed-aet", action="append", required=True, help="AE title allowed to send (repeat)")
+            cmd.add_argument(
+                "--idle-seconds", type=float, default=5.0, help="a series is complete after this quiet time"
+            )
+            cmd.add_argument("--max-queue", type=int, default=8)
     return parser
+
+
+def _pacs(args: argparse.Namespace) -> int:
+    from medunet.io.pacs import PacsClient, PacsConfig, PacsError
+
+    config = PacsConfig.from_file(args.config) if args.config else PacsConfig.from_env()
+    client = PacsClient(config)
+    try:
+        if args.pacs_command == "echo":
+            print(json.dumps({"pacs": config.describe(), "echo": client.echo()}))
+            return 0
+        from medunet.engines.segmenter import BundleSegmenter
+
+        overrides = {}
+        for item in args.override:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--override {item!r}: use KEY=JSON, e.g. flip_axes=[0,1]")
+            try:
+                overrides[key] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[key] = value
+        segmenter = BundleSegmenter(args.bundle, args.checkpoint, overrides)
+        if args.pacs_command == "segment":
+            from medunet.io.pacs_workflow import segment_study
+
+            summary = segment_study(
+                client,
+                segmenter,
+                args.study_uid,
+                args.work_dir,
+                args.series_uid,
+                args.modality,
+                args.description,
+                retrieve=args.retrieve,
+                store=not args.no_store,
+            )
+            print(json.dumps(summary, indent=2))
+            return 0
+        from medunet.io.pacs_workflow import PacsListener
+
+        listener = PacsListener(
+            segmenter,
+            client,
+            config.calling_aet,
+            config.storage_port,
+            args.allowed_aet,
+            args.work_dir,
+            idle_seconds=args.idle_seconds,
+            max_queue=args.max_queue,
+        )
+        listener.start()
+        try:
+            while True:
+                listener.wait_idle(3600)
+        except KeyboardInterrupt:
+            listener.stop()
+        return 0
+    except PacsError as err:
+        raise SystemExit(f"medunet pacs {args.pacs_command}: {err}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    if args.command == "pacs":
+        return _pacs(args)
     if args.command == "export":
         from monai.bundle import ConfigParser
 

@@ -3,6 +3,26 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
+# System tools for the DICOM SEG / PACS tests: Orthanc (+ DICOMweb plugin) and dciodvfy (dicom3tools).
+# Installed when running as root with apt; otherwise those tests skip and say what is missing.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    missing=()
+    command -v Orthanc >/dev/null 2>&1 || missing+=(orthanc)
+    [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
+    command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "medunet test setup: installing ${missing[*]}"
+        # Keep Debian from starting Orthanc as a system service: the tests run their own, isolated one.
+        created_policy=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && created_policy=1
+        fi
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } \
+            || echo "medunet test setup: could not install ${missing[*]}; the PACS / SEG validation tests will skip"
+        [ -z "$created_policy" ] || rm -f /usr/sbin/policy-rc.d
+    fi
+fi
 # shellcheck disable=SC1091
 . "${MEDUNET_VENV:-.venv}/bin/activate"
 ruff check medunet tests benchmarks

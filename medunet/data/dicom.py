@@ -95,6 +95,9 @@ def write_dicom_series(
         ds.ReferringPhysicianName = ""
         ds.Manufacturer = "medunet"
         ds.SeriesNumber = 1
+        ds.AcquisitionNumber = 1
+        ds.PatientPosition = "HFS"
+        ds.BodyPartExamined = "ABDOMEN" if modality == "CT" else "BRAIN"
         ds.InstanceNumber = int(numbers[k])
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         position = np.asarray(origin, dtype=np.float64) + direction[:, 2] * spacing[2] * k

@@ -3,7 +3,7 @@
 from medunet.transforms.crop import CropToOutputd, RandValidTiled, crop_to_output
 from medunet.transforms.elastic import RandUNetElastic, RandUNetElasticd
 from medunet.transforms.intensity import IntensityPreset, IntensityPresetd, intensity_preset
-from medunet.transforms.io import LoadImageOrSeriesd
+from medunet.transforms.io import LoadImageOrSeriesd, SaveDicomSegd, SaveOverlayd
 from medunet.transforms.labels import LabelRule, LabelToClassesd, ToGrayscaled, label_to_classes
 from medunet.transforms.weight_map import UNetWeightMap, UNetWeightMapd
 
@@ -17,6 +17,8 @@ __all__ = [
     "RandUNetElastic",
     "RandUNetElasticd",
     "RandValidTiled",
+    "SaveDicomSegd",
+    "SaveOverlayd",
     "ToGrayscaled",
     "UNetWeightMap",
     "UNetWeightMapd",

@@ -42,3 +42,83 @@ class LoadImageOrSeriesd(MapTransform):
                 kwargs["resample_mode"] = "nearest"
             d[key] = load_image(d[key], **kwargs)
         return d
+
+
+class SaveDicomSegd(MapTransform):
+    """Writes a DICOM SEG next to the other outputs when the prediction comes from a DICOM series.
+
+    The prediction's metadata (copied from the input by the inferer) names the series folder
+    (``filename_or_obj``) and ``SeriesInstanceUID``; predictions of NIfTI or 2D inputs pass unchanged.
+    Output: ``<output_dir>/<series folder name>_seg.dcm``.
+
+    Args:
+        segments: :class:`~medunet.io.dicom_seg.SegmentSpec` per label value (e.g. from the bundle's
+            ``metadata.json`` via :func:`~medunet.io.dicom_seg.segments_from_metadata`).
+        algorithm_name: recorded in the SEG's algorithm identification.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str,
+        segments: Any,
+        algorithm_name: str = "medunet",
+        output_postfix: str = "seg",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir, self.segments = output_dir, list(segments)
+        self.algorithm_name, self.output_postfix = algorithm_name, output_postfix
+
+    def __call__(self, data: Any) -> Any:
+        from pathlib import Path
+
+        import numpy as np
+
+        from medunet.io.dicom_seg import write_dicom_seg
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            pred = d[key]
+            meta = getattr(pred, "meta", {})
+            series_uid = meta.get("SeriesInstanceUID")
+            source = Path(str(meta.get("filename_or_obj", "")))
+            if not series_uid or not source.exists():
+                continue
+            folder = source if source.is_dir() else source.parent
+            labels = np.asarray(pred.detach().cpu() if hasattr(pred, "detach") else pred)[0].astype(np.uint8)
+            out = Path(self.output_dir) / f"{folder.name}_{self.output_postfix}.dcm"
+            write_dicom_seg(
+                labels, folder, out, self.segments, series_uid=str(series_uid), algorithm_name=self.algorithm_name
+            )
+        return d
+
+
+class SaveOverlayd(MapTransform):
+    """Writes ``<output_dir>/<name>_overlay.png``: the image with the prediction, at the slice where the
+    prediction is largest (3D) - a quick visual check of an inference output."""
+
+    def __init__(
+        self, keys: KeysCollection, image_key: str = "image", output_dir: str = ".", allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.image_key, self.output_dir = image_key, output_dir
+
+    def __call__(self, data: Any) -> Any:
+        from pathlib import Path
+
+        import torch
+
+        from medunet.handlers.snapshot import overlay_png
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            pred, image = d[key], d[self.image_key]
+            name = Path(str(getattr(pred, "meta", {}).get("filename_or_obj", "case"))).name
+            for suffix in (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".dcm"):
+                name = name.removesuffix(suffix)
+            if pred.ndim == 4:  # 3D: move the busiest slice to the middle so overlay_png shows it
+                k = int(torch.as_tensor(pred[0]).flatten(0, 1).sum(0).argmax())
+                pred, image = pred[..., k : k + 1], image[..., k : k + 1]
+            overlay_png(image, pred, None, Path(self.output_dir) / f"{name}_overlay.png")
+        return d

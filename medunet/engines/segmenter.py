@@ -1,0 +1,70 @@
+"""Apply a bundle's inference pipeline to single cases, parsing the bundle once (for services)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.bundle import ConfigParser
+
+from medunet.export import load_weights
+
+__all__ = ["BundleSegmenter"]
+
+logger = logging.getLogger(__name__)
+
+
+class BundleSegmenter:
+    """The network, preprocessing, inferer and postprocessing of ``<bundle>/configs/inference.json``.
+
+    ``segment(case, output_dir)`` runs exactly what ``python -m monai.bundle run inference`` runs for one case
+    (an image file or a DICOM series folder) and writes the same outputs (NIfTI, DICOM SEG for DICOM input,
+    overlay PNG). Calls are serialised by a lock, so one segmenter can serve several threads.
+
+    Args:
+        bundle_dir: e.g. ``bundles/unet3d``.
+        checkpoint: weights (``best_model.pt`` of a training run).
+        overrides: config overrides, e.g. ``{"device": "cpu", "flip_axes": [0, 1]}``.
+    """
+
+    def __init__(self, bundle_dir: str | Path, checkpoint: str | Path, overrides: dict[str, Any] | None = None) -> None:
+        configs = Path(bundle_dir) / "configs"
+        if not (configs / "inference.json").is_file():
+            raise FileNotFoundError(f"{configs / 'inference.json'} not found; --bundle must be a medunet bundle folder")
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint {checkpoint} not found")
+        self.parser = ConfigParser()
+        self.parser.read_config(str(configs / "inference.json"))
+        self.parser.read_meta(str(configs / "metadata.json"))
+        # Outputs are written to a staging folder and moved to each call's output folder, so the pipeline is
+        # parsed once.
+        self._staging = Path(tempfile.mkdtemp(prefix="medunet-segmenter-"))
+        self.parser.update({"bundle_root": str(bundle_dir), **(overrides or {}), "output_dir": str(self._staging)})
+        self.network = load_weights(self.parser.get_parsed_content("network"), checkpoint).eval()
+        self.device = torch.device(self.parser.get_parsed_content("device"))
+        self.preprocessing = self.parser.get_parsed_content("preprocessing")
+        self.inferer = self.parser.get_parsed_content("inferer")
+        self.postprocessing = self.parser.get_parsed_content("postprocessing")
+        self._lock = threading.Lock()
+
+    def segment(self, case: str | Path, output_dir: str | Path) -> list[Path]:
+        """Segments one case into ``output_dir``; returns the files written there."""
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        with self._lock:
+            data = self.preprocessing({"image": str(case)})
+            image = data["image"][None].to(self.device)
+            with torch.inference_mode():
+                pred = self.inferer(image, self.network)
+            # The batch was made with [None] (not collated), so the metadata is unbatched: index, don't decollate.
+            self.postprocessing({**data, "pred": pred[0]})
+            for staged in sorted(self._staging.iterdir()):
+                written.append(Path(shutil.move(str(staged), out / staged.name)))
+        logger.info("segmented %s: %s", Path(case).name, ", ".join(p.name for p in written))
+        return written

@@ -1,0 +1,155 @@
+"""DICOM Segmentation objects (BINARY, AUTOMATIC) for a segmented DICOM series, built with highdicom.
+
+Frame ``k`` of the SEG refers to the ``k``-th source image in medunet's slice order (position along the
+slice normal, see :mod:`medunet.io.dicom_series`); the pixel data is taken from the ``(x, y, z)`` label
+volume in that order, transposed to DICOM's (rows, columns). Frames without any segment are omitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.sr.codedict import codes
+
+import medunet
+from medunet.io.dicom_series import DicomSeriesInfo, read_dicom_series, scan_dicom_folder, select_series
+
+__all__ = ["SegmentSpec", "build_dicom_seg", "read_dicom_seg", "segments_from_metadata", "write_dicom_seg"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """One segment: its label value in the prediction, a label and SNOMED-CT (or other) coded concepts."""
+
+    number: int
+    label: str
+    category: tuple[str, str, str] = ("SCT", "91723000", "Anatomical structure")
+    type: tuple[str, str, str] = ("SCT", "91723000", "Anatomical structure")
+
+    def coded(self, which: tuple[str, str, str]) -> hd.sr.CodedConcept:
+        scheme, value, meaning = which
+        return hd.sr.CodedConcept(value=value, scheme_designator=scheme, meaning=meaning)
+
+
+def segments_from_metadata(metadata: Mapping[str, Any]) -> list[SegmentSpec]:
+    """Segment definitions from a bundle's ``metadata.json`` (``segment_codes``: label value -> codes)."""
+    specs = []
+    for number, entry in sorted(metadata.get("segment_codes", {}).items(), key=lambda kv: int(kv[0])):
+        specs.append(SegmentSpec(int(number), str(entry["label"]), tuple(entry["category"]), tuple(entry["type"])))
+    if not specs:
+        raise ValueError(
+            "metadata has no 'segment_codes': add one entry per class (label value -> label, category, type)"
+        )
+    return specs
+
+
+def build_dicom_seg(
+    labels: np.ndarray,
+    source_images: Sequence[pydicom.Dataset],
+    segments: Sequence[SegmentSpec],
+    algorithm_name: str = "medunet",
+    algorithm_version: str = medunet.__version__,
+    series_number: int = 900,
+    series_description: str = "medunet segmentation",
+) -> hd.seg.Segmentation:
+    """A BINARY DICOM SEG for an ``(x, y, z)`` label volume aligned with ``source_images`` (in slice order).
+
+    Raises:
+        ValueError: the volume does not match the source images, or holds label values without a segment.
+    """
+    if labels.ndim != 3 or labels.shape != (
+        int(source_images[0].Columns),
+        int(source_images[0].Rows),
+        len(source_images),
+    ):
+        raise ValueError(
+            f"label volume {labels.shape} does not match the source series "
+            f"({source_images[0].Columns} columns x {source_images[0].Rows} rows x {len(source_images)} slices)"
+        )
+    known = {s.number for s in segments}
+    present = {int(v) for v in np.unique(labels)} - {0}
+    if present - known:
+        raise ValueError(f"label values {sorted(present - known)} have no segment description; known: {sorted(known)}")
+    frames = np.ascontiguousarray(np.transpose(labels, (2, 1, 0))).astype(np.uint8)  # (slices, rows, columns)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=algorithm_name, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version
+    )
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=s.number,
+            segment_label=s.label,
+            segmented_property_category=s.coded(s.category),
+            segmented_property_type=s.coded(s.type),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+        )
+        for s in segments
+    ]
+    seg = hd.seg.Segmentation(
+        source_images=list(source_images),
+        pixel_array=frames,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=series_number,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="medunet",
+        manufacturer_model_name=algorithm_name,
+        software_versions=algorithm_version,
+        device_serial_number="0",
+        series_description=series_description,
+        omit_empty_frames=True,
+    )
+    return seg
+
+
+def write_dicom_seg(
+    labels: np.ndarray,
+    series_folder: str | Path,
+    output_path: str | Path,
+    segments: Sequence[SegmentSpec],
+    series_uid: str | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Reads the source series headers from ``series_folder`` and writes the SEG to ``output_path``
+    (written to a temporary name and renamed, so no half-written file is left behind)."""
+    info: DicomSeriesInfo = select_series(scan_dicom_folder(series_folder), series_uid=series_uid, where=series_folder)
+    volume = read_dicom_series(info)
+    seg = build_dicom_seg(labels, volume.headers, segments, **kwargs)
+    out = Path(output_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    seg.save_as(tmp)
+    tmp.replace(out)
+    logger.info("wrote DICOM SEG %s (%d frames) for series %s", out, int(seg.NumberOfFrames), info.series_uid)
+    return out
+
+
+def read_dicom_seg(path: str | Path, source_sop_instance_uids: Sequence[str]) -> np.ndarray:
+    """The label volume ``(x, y, z)`` of a SEG, with slices in the order of ``source_sop_instance_uids``
+    (each voxel holds the segment number, 0 where no segment)."""
+    seg = hd.seg.segread(path)
+    numbers = [int(s.SegmentNumber) for s in seg.SegmentSequence]
+    referenced = {uid for _, _, uid in seg.get_source_image_uids()}
+    present = [uid for uid in source_sop_instance_uids if uid in referenced]
+    rows, cols = int(seg.Rows), int(seg.Columns)
+    out = np.zeros((cols, rows, len(source_sop_instance_uids)), dtype=np.uint8)
+    if not present:
+        return out
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=present, segment_numbers=numbers, combine_segments=True, relabel=False
+    )
+    index = {uid: k for k, uid in enumerate(source_sop_instance_uids)}
+    for frame, uid in zip(pixels, present):
+        out[:, :, index[uid]] = frame.T
+    return out

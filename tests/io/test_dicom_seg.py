@@ -1,0 +1,75 @@
+"""DICOM SEG: round trip, slice order, validation with dciodvfy, errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from medunet.data.dicom import write_dicom_series
+from medunet.io import load_image, read_dicom_series, scan_dicom_folder
+from medunet.io.dicom_seg import SegmentSpec, build_dicom_seg, read_dicom_seg, write_dicom_seg
+from tests.conftest import require
+
+TUMOUR = SegmentSpec(
+    1, "tumour", ("SCT", "49755003", "Morphologically Altered Structure"), ("SCT", "108369006", "Neoplasm")
+)
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
+    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    return [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+
+
+def test_tcia_mask_as_seg_round_trip_and_validates(shared_data: Path, tmp_path: Path) -> None:
+    root = require(shared_data / "tcia_pgbm001_dicom")
+    t1 = load_image(root / "T1post")
+    labels = (np.asarray(load_image(root / "MaskTumor")[0]) > 0).astype(np.uint8)
+    out = write_dicom_seg(labels, root / "T1post", tmp_path / "seg.dcm", [TUMOUR])
+    ds = pydicom.dcmread(out)
+    assert ds.Modality == "SEG"
+    assert ds.SegmentationType == "BINARY"
+    assert ds.StudyInstanceUID == t1.meta["StudyInstanceUID"]
+    assert ds.FrameOfReferenceUID == t1.meta["FrameOfReferenceUID"]
+    assert ds.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+    assert int(ds.NumberOfFrames) == int((labels.sum(axis=(0, 1)) > 0).sum())  # empty frames omitted (8 slices)
+    referenced = {r.ReferencedSOPInstanceUID for r in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == set(t1.meta["SOPInstanceUIDs"])
+    np.testing.assert_array_equal(read_dicom_seg(out, t1.meta["SOPInstanceUIDs"]), labels)
+    assert not dciodvfy_errors(out)
+
+
+def test_frames_follow_slice_position_not_file_order(tmp_path: Path) -> None:
+    """Each frame must land on its own slice: a per-slice pattern survives the round trip."""
+    volume = np.zeros((16, 12, 5), np.float32)
+    write_dicom_series(
+        volume, tmp_path / "s", instance_numbers=[5, 3, 1, 4, 2], file_names=[f"{c}.dcm" for c in "edcba"]
+    )
+    series = read_dicom_series(scan_dicom_folder(tmp_path / "s")[0])
+    labels = np.zeros((16, 12, 5), np.uint8)
+    for z in range(5):
+        labels[z : z + 2, 1:3, z] = 1  # the x position encodes the slice index
+    seg = build_dicom_seg(labels, series.headers, [SegmentSpec(1, "object")])
+    seg.save_as(tmp_path / "seg.dcm")
+    np.testing.assert_array_equal(read_dicom_seg(tmp_path / "seg.dcm", series.sop_instance_uids), labels)
+    assert not dciodvfy_errors(tmp_path / "seg.dcm")
+
+
+def test_seg_errors(tmp_path: Path) -> None:
+    write_dicom_series(np.zeros((8, 6, 3), np.float32), tmp_path / "s")
+    headers = read_dicom_series(scan_dicom_folder(tmp_path / "s")[0]).headers
+    with pytest.raises(ValueError, match="does not match the source series"):
+        build_dicom_seg(np.zeros((6, 8, 3), np.uint8), headers, [TUMOUR])
+    labels = np.zeros((8, 6, 3), np.uint8)
+    labels[0, 0, 0] = 2
+    with pytest.raises(ValueError, match=r"label values \[2\] have no segment description"):
+        build_dicom_seg(labels, headers, [TUMOUR])
+    with pytest.raises(ValueError, match="does not match"):
+        write_dicom_seg(np.zeros((2, 2, 2), np.uint8), tmp_path / "s", tmp_path / "out" / "seg.dcm", [TUMOUR])
+    assert not (tmp_path / "out" / "seg.dcm").exists()
