@@ -7,6 +7,7 @@ resolves them).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -174,9 +175,28 @@ def make_default_dataset(
     2D: PNG images of touching cells (uint8) with uint16 instance labels. 3D: NIfTI volumes of touching
     blobs in CT-like HU with instance labels, and with ``dicom=True`` each validation volume also as a DICOM
     series (``dicom/<case>/``) with the same geometry. An existing set made with the same arguments is
-    reused; a folder holding anything else is refused, so nothing of the user's is overwritten.
+    reused; a folder holding anything else is refused, so nothing of the user's is overwritten. Several
+    processes (e.g. torchrun ranks) may call this at once: a lock file beside the folder serialises them.
     """
     out = Path(root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _make_default_dataset(out, spatial_dims, n_training, n_validation, shape, seed, dicom)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _make_default_dataset(
+    out: Path,
+    spatial_dims: int,
+    n_training: int,
+    n_validation: int,
+    shape: Sequence[int] | None,
+    seed: int,
+    dicom: bool,
+) -> Path:
     params = {
         "spatial_dims": spatial_dims,
         "n_training": n_training,

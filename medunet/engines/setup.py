@@ -22,6 +22,7 @@ __all__ = [
     "code_version",
     "default_tracking_uri",
     "experiment_params",
+    "gather_inference_summary",
     "inference_datalist",
     "make_optimizer",
     "resolve_datalist",
@@ -251,3 +252,30 @@ def check_checkpoint(path: str | Path) -> str:
             "(the training run writes best_model.pt and checkpoint_epoch=N.pt into its output_dir)"
         )
     return str(path)
+
+
+def gather_inference_summary(output_dir: str | Path, cases: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Collects which cases every rank segmented and writes ``<output_dir>/inference_summary.json`` on rank 0
+    (returns the summary there, None elsewhere). Without torch.distributed it just writes this process's list."""
+    import torch.distributed as dist
+
+    mine = [str(c["image"]) for c in cases]
+    if dist.is_available() and dist.is_initialized():
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, mine)
+        rank = dist.get_rank()
+    else:
+        gathered, rank = [mine], 0
+    if rank != 0:
+        return None
+    every = [c for part in gathered for c in part]
+    summary = {
+        "ranks": len(gathered),
+        "cases": len(every),
+        "duplicates": sorted({c for c in every if every.count(c) > 1}),
+        "per_rank": {str(r): part for r, part in enumerate(gathered)},
+    }
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "inference_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -91,7 +91,12 @@ class _MeanOverImages(Metric):
             self._scores.append(self.score(p, t))
 
     def compute(self) -> float:
-        return float(np.mean(self._scores)) if self._scores else float("nan")
+        import ignite.distributed as idist
+
+        totals = torch.tensor([float(np.sum(self._scores)), float(len(self._scores))], dtype=torch.float64)
+        if idist.get_world_size() > 1:
+            totals = torch.as_tensor(idist.all_reduce(totals))
+        return float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
 
 
 class PixelErrorMetric(_MeanOverImages):
