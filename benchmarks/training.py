@@ -105,10 +105,69 @@ def bare_loop(output_dir: Path, tile: int, epochs: int) -> dict[str, Any]:
     }
 
 
+def _epoch_seconds(log: str) -> list[float]:
+    """Per-epoch times from the trainer's log lines (the slowest rank per epoch)."""
+    import re
+
+    per_epoch: dict[int, float] = {}
+    for m in re.finditer(r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)", log):
+        seconds = int(m.group(2)) * 3600 + int(m.group(3)) * 60 + float(m.group(4))
+        per_epoch[int(m.group(1))] = max(per_epoch.get(int(m.group(1)), 0.0), seconds)
+    return [per_epoch[k] for k in sorted(per_epoch)]
+
+
+def distributed_scaling(tile: int, epochs: int, images: int = 8) -> dict[str, Any]:
+    """Images per second of the bundle run by torchrun with 1 and with 2 processes (gloo on the CPU; the
+    machine's 2 cores are shared: 2 threads for one process, 1 thread each for two). Epoch 1 is warm-up."""
+    import os
+    import subprocess
+    import sys
+
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    results: dict[str, Any] = {}
+    for nproc in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [
+                torchrun,
+                "--standalone",
+                f"--nproc_per_node={nproc}",
+                "-m",
+                "monai.bundle",
+                "run",
+                "training",
+                "--config_file",
+                "['bundles/unet2d/configs/train.json','bundles/unet2d/configs/multi_gpu_train.json']",
+                "--output_dir",
+                f"{tmp}/run",
+                "--epochs",
+                str(epochs),
+                "--val_interval",
+                str(epochs + 1),
+                "--tile_output",
+                f"[{tile}, {tile}]",
+                "--num_workers",
+                "0",
+                "--default_data#n_training",
+                str(images),
+                "--default_data#n_validation",
+                "2",
+            ]
+            env = {**os.environ, "OMP_NUM_THREADS": str(2 // nproc)}
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, check=True)
+            times = _epoch_seconds(proc.stdout + proc.stderr)[1:]
+            results[f"{nproc}_process"] = {
+                "epoch_seconds": [round(t, 2) for t in times],
+                "images_per_s": round(images / float(sum(times) / len(times)), 3),
+            }
+    results["speedup_2_over_1"] = round(results["2_process"]["images_per_s"] / results["1_process"]["images_per_s"], 3)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--tile", type=int, default=100, help="output tile side (the input tile is +184)")
+    parser.add_argument("--skip-distributed", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,6 +188,8 @@ def main() -> None:
         "bare_loop": [bare, bare_again],
         "ratio_bundle_over_bare": round(bundle["its_per_s"] / bare_best, 3),
     }
+    if not args.skip_distributed:
+        result["distributed"] = distributed_scaling(args.tile, args.epochs + 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "training.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
@@ -145,6 +206,23 @@ def main() -> None:
         for i, b in enumerate([bare, bare_again])
     ]
     lines += ["", f"Ratio bundle / best bare loop: **{result['ratio_bundle_over_bare']:.3f}** (goal >= 0.9)."]
+    if "distributed" in result:
+        d = result["distributed"]
+        lines += [
+            "",
+            "## torchrun (DDP, gloo) on this 2-core machine",
+            "",
+            "| processes | threads each | images/s | epoch seconds (after warm-up) |",
+            "|---|---|---|---|",
+            f"| 1 | 2 | {d['1_process']['images_per_s']:.3f} | {d['1_process']['epoch_seconds']} |",
+            f"| 2 | 1 | {d['2_process']['images_per_s']:.3f} | {d['2_process']['epoch_seconds']} |",
+            "",
+            f"Speed-up 2 / 1 processes: {d['speedup_2_over_1']:.2f}x. Two processes share the same two cores here, so no",
+            "gain is expected; the run shows the distributed path works and what it costs (gradient all-reduce of",
+            "31 M parameters per step over gloo). On GPUs, with one process per GPU and NCCL, data-parallel training",
+            "of this network scales close to linearly with the number of GPUs while the per-GPU batch keeps a GPU busy",
+            "(the all-reduce of 124 MB of gradients overlaps with the backward pass).",
+        ]
     (RESULTS / "training.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

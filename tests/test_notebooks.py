@@ -1,0 +1,23 @@
+"""The walkthrough notebooks run: their code cells are executed in order."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import REPO
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_code_runs(path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    cells = json.loads(path.read_text())["cells"]
+    namespace: dict[str, object] = {}
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            exec(compile("".join(cell["source"]), f"{path.name}", "exec"), namespace)
+    output = capsys.readouterr().out
+    assert "max |tiled - whole| = " in output
+    assert float(output.split("max |tiled - whole| = ")[1].split()[0]) < 1e-3
