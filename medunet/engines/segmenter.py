@@ -58,7 +58,16 @@ class BundleSegmenter:
         out.mkdir(parents=True, exist_ok=True)
         written = []
         with self._lock:
-            data = self.preprocessing({"image": str(case)})
+            try:
+                data = self.preprocessing({"image": str(case)})
+            except RuntimeError as err:
+                # MONAI's Compose wraps a transform's error; surface medunet's own message (file, reason, fix).
+                cause = err.__cause__
+                while isinstance(cause, RuntimeError) and cause.__cause__ is not None:
+                    cause = cause.__cause__
+                if isinstance(cause, (ValueError, FileNotFoundError)):
+                    raise cause from None
+                raise
             image = data["image"][None].to(self.device)
             with torch.inference_mode():
                 pred = self.inferer(image, self.network)

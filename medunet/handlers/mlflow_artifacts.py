@@ -83,22 +83,19 @@ class MLflowArtifactsHandler:
         mlflow.set_tracking_uri(self.mlflow_handler.client.tracking_uri)
         # Explicit requirements: MLflow's inference of them re-imports the model and takes seconds.
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"medunet=={medunet.__version__}"]
+        kwargs = {
+            "name": "model",
+            "signature": signature,
+            "input_example": example.numpy(),
+            "pip_requirements": requirements,
+        }
         with mlflow.start_run(run_id=run_id):
-            try:  # MLflow 3's default format is a torch.export program ("pt2")
-                mlflow.pytorch.log_model(
-                    model,
-                    name="model",
-                    signature=signature,
-                    input_example=example.numpy(),
-                    pip_requirements=requirements,
-                )
-            except Exception as err:
-                logger.warning("torch.export of the model failed (%s); logging the pickled module instead", err)
-                mlflow.pytorch.log_model(
-                    model,
-                    name="model",
-                    signature=signature,
-                    input_example=example.numpy(),
-                    pip_requirements=requirements,
-                    serialization_format="pickle",
-                )
+            # MLflow 3's default format is a torch.export program ("pt2"); the pickled module is the fallback.
+            for extra in ({}, {"serialization_format": "pickle"}):
+                try:
+                    mlflow.pytorch.log_model(model, **kwargs, **extra)
+                    return
+                except Exception as err:
+                    if extra:
+                        raise
+                    logger.warning("torch.export of the model failed (%s); logging the pickled module instead", err)

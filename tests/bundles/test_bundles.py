@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import REPO, stop
 
 BUNDLES = ["unet2d", "unet3d"]
 PYTHON = sys.executable
@@ -227,12 +227,7 @@ def test_training_against_a_real_mlflow_server(tmp_path: Path) -> None:
         assert "config_merged.json" in {a.path for a in client.list_artifacts(run_.info.run_id)}
         assert not (out / "mlflow" / "mlflow.db").exists()  # nothing went to the embedded store
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
+        stop(server)
 
 
 def test_monai_tracking_option_logs_into_the_same_run(tmp_path: Path) -> None:

@@ -256,3 +256,11 @@ def test_tiles_on_cuda_stitched_on_cpu() -> None:
     assert out.device.type == "cpu"
     reference = OverlapTileInferer()(image.cuda(), net).cpu()
     assert float((out - reference).abs().max()) <= 1e-4
+
+
+def test_progress_bar_and_separate_stitching_device(capsys: pytest.CaptureFixture[str]) -> None:
+    net = make_net(2, (2, 4, 8))
+    image = torch.randn(1, 1, 90, 70)
+    out = OverlapTileInferer(roi_size=(60, 60), progress=True, sw_device="cpu", device="cpu")(image, net)
+    assert out.device.type == "cpu"
+    assert "overlap-tile" in capsys.readouterr().err

@@ -55,3 +55,10 @@ def test_unsupported_and_missing_files(tmp_path: Path) -> None:
         load_image(odd)
     with pytest.raises(FileNotFoundError):
         load_image(tmp_path / "missing.nii.gz")
+
+
+def test_tiff_instance_labels(shared_data: Path) -> None:
+    path = require(shared_data / "stardist_dsb2018_sample" / "labels" / "mask2d.tif")
+    labels = load_image(path, dtype=None)
+    assert labels.shape == (1, 512, 512)
+    assert len(np.unique(np.asarray(labels))) == 126  # 125 nuclei and the background

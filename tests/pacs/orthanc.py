@@ -12,7 +12,6 @@ import ctypes
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.request
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medunet.io.pacs import PacsConfig
+from tests.conftest import stop
 
 CLONE_NEWNET = 0x40000000
 PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -140,11 +140,6 @@ def run_orthanc(folder: Path, namespace: str) -> Iterator[Orthanc]:
                     time.sleep(0.3)
         yield server
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        if proc is not None:
+            stop(proc)
         subprocess.run(["ip", "netns", "del", namespace], check=False)

@@ -157,3 +157,23 @@ def test_pacs_config_from_env_and_file(monkeypatch: pytest.MonkeyPatch, tmp_path
     bad.write_text('{"hots": "x"}')
     with pytest.raises(ValueError, match="unknown PACS settings \\['hots'\\]"):
         PacsConfig.from_file(bad)
+
+
+def test_stow_and_a_series_with_a_missing_slice(
+    in_pacs_network: Orthanc, segmenter: BundleSegmenter, tmp_path: Path
+) -> None:
+    """STOW-RS upload; a series with a gap is refused with a clear error and nothing is written or stored."""
+    from medunet.io import DicomSeriesError
+
+    volume = np.random.default_rng(1).integers(0, 300, size=(20, 18, 7)).astype(np.float32)
+    paths = write_dicom_series(volume, tmp_path / "gap", spacing=(1.0, 1.0, 2.5), modality="MR", rescale=(1.0, 0.0))
+    paths[3].unlink()  # the middle of the series is missing
+    client = PacsClient(in_pacs_network.config)
+    client.stow([p for p in paths if p.exists()])
+    study_uid = str(pydicom.dcmread(paths[0]).StudyInstanceUID)
+    series = client.qido_series(study_uid)
+    assert len(series) == 1
+    with pytest.raises(DicomSeriesError, match="not evenly spaced"):
+        segment_study(client, segmenter, study_uid, tmp_path / "work", retrieve="wado")
+    assert not (tmp_path / "work" / "output").exists() or not list((tmp_path / "work" / "output").iterdir())
+    assert all(s.Modality != "SEG" for s in client.find_series(study_uid))
