@@ -12,6 +12,7 @@ from medunet.engines.setup import (
     make_optimizer,
     resolve_datalist,
     resume_handler,
+    resync_learning_rate,
     run_training,
     write_run_config,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "make_optimizer",
     "resolve_datalist",
     "resume_handler",
+    "resync_learning_rate",
     "run_training",
     "write_run_config",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "make_optimizer",
     "resolve_datalist",
     "resume_handler",
+    "resync_learning_rate",
     "run_training",
     "write_run_config",
 ]
@@ -200,18 +201,35 @@ def resume_handler(output_dir: str | Path, load_dict: dict[str, Any], resume: bo
     )
 
 
-def run_training(trainer: Any, attach: Sequence[Any] = (), early_stop: Any = None) -> None:
+def run_training(trainer: Any, attach: Sequence[Any] = (), early_stop: Any = None, lr_scheduler: Any = None) -> None:
     """Attaches handlers that refer to the trainer itself (checkpoints of its state, resume) and runs it.
 
     Those handlers cannot sit in the trainer's own handler list in a bundle config: that would be a
-    circular reference.
+    circular reference. With ``lr_scheduler``, the learning rate is recomputed for the epoch a resumed run
+    starts at (the optimiser state restored from the checkpoint holds the rate of the last step, which for a
+    schedule extended by a larger ``epochs`` would be wrong, e.g. 0 at the old end of a decay).
     """
+    from ignite.engine import Events
+
     for handler in attach:
         if handler is not None:
             handler.attach(trainer)
     if early_stop is not None:
         early_stop.set_trainer(trainer)
+    if lr_scheduler is not None:
+        trainer.add_event_handler(Events.STARTED, lambda _: resync_learning_rate(lr_scheduler))
     trainer.run()
+
+
+def resync_learning_rate(lr_scheduler: Any) -> None:
+    """Sets the optimiser's learning rates to what the scheduler gives for its current epoch."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # get_lr() outside step() is exactly what is wanted here
+        rates = lr_scheduler.get_lr()
+    for group, rate in zip(lr_scheduler.optimizer.param_groups, rates):
+        group["lr"] = rate
 
 
 def inference_datalist(input_dir: str | Path) -> list[dict[str, str]]:

@@ -121,3 +121,17 @@ def test_inference_datalist(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(ValueError, match="holds no NIfTI"):
         inference_datalist(empty)
+
+
+def test_resumed_schedule_follows_a_raised_epoch_count() -> None:
+    """A run trained 2 of 2 epochs (rate decayed to 0) and resumed with epochs=4 must train again."""
+    from medunet.engines import resync_learning_rate
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    epochs = 4
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: max(1.0 - e / epochs, 0.0) ** 0.9)
+    scheduler.load_state_dict({"base_lrs": [0.1], "last_epoch": 2, "_step_count": 3, "lr_lambdas": [None]})
+    optimizer.param_groups[0]["lr"] = 0.0  # what the checkpoint of the 2-epoch run restored
+    resync_learning_rate(scheduler)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**0.9)
