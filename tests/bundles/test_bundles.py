@@ -111,8 +111,10 @@ def test_inference_keeps_shape_and_affine(trained: tuple[str, Path], tmp_path: P
         tmp_path / "infer.log",
     )
     inputs = sorted(images.iterdir())
-    outputs = sorted(infer_out.iterdir())
+    outputs = sorted(infer_out.glob("*_seg.*"))
     assert len(outputs) == len(inputs)
+    if name == "unet3d":  # a PNG overlay per case for a quick look
+        assert len(list(infer_out.glob("*_overlay.png"))) == len(inputs)
     for src, pred in zip(inputs, outputs):
         if name == "unet2d":
             assert pred.name == src.name.replace(".png", "_seg.png")
