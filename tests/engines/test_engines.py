@@ -12,8 +12,14 @@ import torch
 from ignite.engine import Engine
 
 from medunet.data.datasets import make_default_dataset
-from medunet.engines import RNGState, ValidOutputPrepareBatch, make_optimizer, resolve_datalist, write_run_config
-from medunet.engines.setup import inference_datalist
+from medunet.engines import (
+    RNGState,
+    ValidOutputPrepareBatch,
+    inference_datalist,
+    make_optimizer,
+    resolve_datalist,
+    write_run_config,
+)
 from medunet.handlers import AtomicCheckpointSaver
 from medunet.networks import UNetGeometry
 from medunet.transforms import label_to_classes
