@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from monai.bundle import ConfigParser
 
+from medunet.engines.run import check_checkpoint
 from medunet.export import load_weights
 
 __all__ = ["BundleSegmenter"]
@@ -36,8 +37,7 @@ class BundleSegmenter:
         configs = Path(bundle_dir) / "configs"
         if not (configs / "inference.json").is_file():
             raise FileNotFoundError(f"{configs / 'inference.json'} not found; --bundle must be a medunet bundle folder")
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint {checkpoint} not found")
+        check_checkpoint(checkpoint)
         self.parser = ConfigParser()
         self.parser.read_config(str(configs / "inference.json"))
         self.parser.read_meta(str(configs / "metadata.json"))

@@ -310,11 +310,7 @@ class PacsClient:
         out.mkdir(parents=True, exist_ok=True)
         paths = []
         for ds in self._web().retrieve_series(study_uid, series_uid):
-            path = out / f"{ds.SOPInstanceUID}.dcm"
-            tmp = path.with_name(f".{path.name}.tmp")
-            ds.save_as(tmp, enforce_file_format=True)
-            tmp.replace(path)
-            paths.append(path)
+            paths.append(save_atomically(ds, out))
         return paths
 
     def stow(self, paths: Sequence[str | Path]) -> None:
@@ -322,14 +318,20 @@ class PacsClient:
         self._web().store_instances([pydicom.dcmread(p) for p in paths])
 
 
-def _write_atomically(event: evt.Event, out: Path) -> Path:
-    ds = event.dataset
-    ds.file_meta = event.file_meta
+def save_atomically(ds: Dataset, out: Path) -> Path:
+    """Writes ``<out>/<SOPInstanceUID>.dcm`` under a temporary name and renames it, so no partial file is seen."""
     path = out / f"{ds.SOPInstanceUID}.dcm"
     tmp = path.with_name(f".{path.name}.tmp")
     ds.save_as(tmp, enforce_file_format=True)
     tmp.replace(path)
     return path
+
+
+def _write_atomically(event: evt.Event, out: Path) -> Path:
+    """Saves the dataset of a C-STORE request (see :func:`save_atomically`)."""
+    ds = event.dataset
+    ds.file_meta = event.file_meta
+    return save_atomically(ds, out)
 
 
 def _check_retrieve(

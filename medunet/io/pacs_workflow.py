@@ -18,13 +18,19 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts, evt
 
 from medunet.engines.segmenter import BundleSegmenter
-from medunet.io.pacs import PacsClient, PacsError, _no_delay
+from medunet.io.pacs import PacsClient, PacsError, _no_delay, _write_atomically
 
-__all__ = ["PacsListener", "choose_series", "segment_study"]
+__all__ = ["PacsListener", "choose_series", "segment_study", "series_folder_name"]
 
 logger = logging.getLogger(__name__)
 
 _NOT_IMAGES = {"SEG", "SR", "PR", "KO", "RTSTRUCT", "REG"}
+
+
+def series_folder_name(series_uid: str) -> str:
+    """Folder name for a received series: no dots, because output file names derive from it (MONAI's
+    SaveImage would take the part after a dot for a suffix)."""
+    return f"series-{series_uid.replace('.', '-')}"
 
 
 def choose_series(
@@ -77,7 +83,7 @@ def segment_study(
     chosen = choose_series(series, series_uid, modality, description)
     uid = str(chosen.SeriesInstanceUID)
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="medunet-pacs-"))
-    folder = work / "input" / f"series-{uid.replace('.', '-')}"  # no dots: output names derive from it
+    folder = work / "input" / series_folder_name(uid)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     fetch = {"move": client.move_series, "get": client.get_series, "wado": client.wado_series}[retrieve]
@@ -159,22 +165,17 @@ class PacsListener:
 
     # storage SCP side
     def _on_store(self, event: evt.Event) -> int:
-        ds = event.dataset
-        ds.file_meta = event.file_meta
-        uid = str(ds.SeriesInstanceUID)
+        uid = str(event.dataset.SeriesInstanceUID)
         with self._lock:
             entry = self._pending.get(uid) or self._queued.get(uid)
             if entry is None:
                 if uid in self.results:
                     logger.warning("series %s arrived again after it was processed; ignored", uid)
                     return 0x0000
-                folder = self.work / "incoming" / f"series-{uid.replace('.', '-')}"
+                folder = self.work / "incoming" / series_folder_name(uid)
                 entry = self._pending[uid] = _Series(folder, event.assoc.requestor.ae_title)
                 entry.folder.mkdir(parents=True, exist_ok=True)
-            path = entry.folder / f"{ds.SOPInstanceUID}.dcm"
-            tmp = path.with_name(f".{path.name}.tmp")
-            ds.save_as(tmp, enforce_file_format=True)
-            tmp.replace(path)
+            _write_atomically(event, entry.folder)
             entry.count += 1
             entry.last = time.monotonic()
         return 0x0000
