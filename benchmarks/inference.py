@@ -155,15 +155,16 @@ def _run_isolated(kind: str, quick: bool, method: str, repeats: int) -> dict[str
 
 
 def benchmark(kind: str, quick: bool, repeats: int) -> dict[str, Any]:
-    from medunet.inference import OverlapTileInferer, unet_flops, unet_memory_bytes
+    from medunet.inference import OverlapTileInferer, TileCostModel
 
     case = _case(kind, quick)
     net = _build(case, padded=False)
     geo = net.geometry
+    cost = TileCostModel.for_network(net)
     plan = OverlapTileInferer(memory_budget=case["budget"]).plan(case["shape"], net)
     whole_tile = geo.input_shape_for(case["shape"])
-    flops_tile = unet_flops(geo, case["features"], 1, 2, plan.input_tile)
-    flops_whole = unet_flops(geo, case["features"], 1, 2, whole_tile)
+    flops_tile = cost.flops(plan.input_tile)
+    flops_whole = cost.flops(whole_tile)
     voxels = 1
     for s in case["shape"]:
         voxels *= s
@@ -182,7 +183,7 @@ def benchmark(kind: str, quick: bool, repeats: int) -> dict[str, Any]:
         "planned_output_tile": list(plan.output_tile),
         "tiles": plan.num_tiles,
         "tile_starts": [list(s) for s in plan.starts],
-        "estimated_tile_memory_bytes": unet_memory_bytes(geo, case["features"], 1, 2, plan.input_tile),
+        "estimated_tile_memory_bytes": cost.peak_bytes(plan.input_tile),
         "whole_image_input": list(whole_tile),
         "redundancy_flops": round(plan.num_tiles * flops_tile / flops_whole, 4),
         "time_ratio_tiled_over_whole": round(runs["medunet_tiled"]["seconds"] / runs["medunet_whole"]["seconds"], 4),

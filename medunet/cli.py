@@ -1,4 +1,7 @@
-"""The ``medunet`` command: a thin layer over the library API."""
+"""The ``medunet`` command: parses arguments and calls the library and :mod:`medunet.apps`.
+
+Heavy modules are imported inside each command, so ``medunet --help`` and ``medunet geometry`` stay fast.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
+
+from medunet.utils.enums import RetrieveMethod, option_values
 
 __all__ = ["main"]
 
@@ -45,12 +50,21 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--series-uid")
             cmd.add_argument("--modality")
             cmd.add_argument("--description", help="regular expression on SeriesDescription")
-            cmd.add_argument("--retrieve", choices=["move", "get", "wado"], default="move")
+            cmd.add_argument(
+                "--retrieve",
+                choices=option_values(RetrieveMethod),
+                default=RetrieveMethod.MOVE.value,
+                help="C-MOVE to medunet's storage SCP, C-GET, or DICOMweb WADO-RS",
+            )
             cmd.add_argument("--no-store", action="store_true", help="do not send the SEG back")
         else:
             cmd.add_argument("--allowed-aet", action="append", required=True, help="AE title allowed to send (repeat)")
             cmd.add_argument(
-                "--idle-seconds", type=float, default=5.0, help="a series is complete after this quiet time"
+                "--idle-seconds",
+                type=float,
+                default=None,
+                help="a series is complete after this quiet time in seconds (default: the listener's, "
+                "medunet.apps.pacs_listener.DEFAULT_IDLE_SECONDS)",
             )
             cmd.add_argument("--max-queue", type=int, default=8)
     return parser
@@ -59,13 +73,16 @@ def _parser() -> argparse.ArgumentParser:
 def _pacs(args: argparse.Namespace) -> int:
     from medunet.io.pacs import PacsClient, PacsConfig, PacsError
 
-    config = PacsConfig.from_file(args.config) if args.config else PacsConfig.from_env()
+    try:
+        config = PacsConfig.from_file(args.config) if args.config else PacsConfig.from_env()
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"medunet pacs {args.pacs_command}: {err}") from None
     client = PacsClient(config)
     try:
         if args.pacs_command == "echo":
             print(json.dumps({"pacs": config.describe(), "echo": client.echo()}))
             return 0
-        from medunet.engines.segmenter import BundleSegmenter
+        from medunet.apps.segmenter import BundleSegmenter
 
         overrides = {}
         for item in args.override:
@@ -78,7 +95,7 @@ def _pacs(args: argparse.Namespace) -> int:
                 overrides[key] = value
         segmenter = BundleSegmenter(args.bundle, args.checkpoint, overrides)
         if args.pacs_command == "segment":
-            from medunet.io.pacs_workflow import segment_study
+            from medunet.apps.pacs_study import segment_study
 
             summary = segment_study(
                 client,
@@ -93,8 +110,9 @@ def _pacs(args: argparse.Namespace) -> int:
             )
             print(json.dumps(summary, indent=2))
             return 0
-        from medunet.io.pacs_workflow import PacsListener
+        from medunet.apps.pacs_listener import PacsListener
 
+        quiet = {} if args.idle_seconds is None else {"idle_seconds": args.idle_seconds}
         listener = PacsListener(
             segmenter,
             client,
@@ -102,8 +120,8 @@ def _pacs(args: argparse.Namespace) -> int:
             config.storage_port,
             args.allowed_aet,
             args.work_dir,
-            idle_seconds=args.idle_seconds,
             max_queue=args.max_queue,
+            **quiet,
         )
         listener.start()
         try:

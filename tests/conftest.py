@@ -1,13 +1,19 @@
-"""Shared fixtures: the real data sets in ../shared/data (or $MEDUNET_DATA_DIR)."""
+"""Shared fixtures: the real data sets in ../shared/data (or $MEDUNET_DATA_DIR), and a real Orthanc PACS in a
+private network namespace (see tests/orthanc.py)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.orthanc import Orthanc
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,3 +46,23 @@ def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    from tests.orthanc import run_orthanc, skip_reason  # tests/orthanc.py imports this module
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with run_orthanc(tmp_path_factory.mktemp("orthanc"), f"medunet-pacs-{os.getpid()}") as server:
+        yield server
+
+
+@pytest.fixture
+def in_pacs_network(orthanc: Orthanc) -> Iterator[Orthanc]:
+    """Each PACS test runs inside Orthanc's namespace (the session fixture's switch covers only its set-up)."""
+    from tests.orthanc import inside
+
+    with inside(orthanc.namespace):
+        yield orthanc

@@ -21,6 +21,7 @@ from PIL import Image
 
 from medunet.data.dicom import write_dicom_series
 from medunet.data.synthetic import synthetic_cells
+from medunet.utils.files import atomic_write_json
 
 __all__ = [
     "DATASETS",
@@ -62,7 +63,7 @@ def write_datalist(datalist: dict[str, Any], path: str | Path) -> Path:
     for section in ("training", "validation", "test"):
         if section in converted:
             converted[section] = [{k: rel(v) for k, v in item.items()} for item in converted[section]]
-    out.write_text(json.dumps(converted, indent=2) + "\n")
+    atomic_write_json(out, converted, indent=2)
     return out
 
 
@@ -257,5 +258,5 @@ def _make_default_dataset(
         "training": items[:n_training],
         "validation": items[n_training:],
     }
-    listing.write_text(json.dumps(datalist, indent=2) + "\n")
+    atomic_write_json(listing, datalist, indent=2)  # written last and atomically: it marks the set complete
     return listing

@@ -10,6 +10,8 @@ import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from medunet.utils.enums import Modality, look_up
+
 __all__ = ["write_dicom_series"]
 
 
@@ -19,7 +21,7 @@ def write_dicom_series(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     origin: Sequence[float] = (0.0, 0.0, 0.0),
     direction: np.ndarray | None = None,
-    modality: str = "CT",
+    modality: str | Modality = Modality.CT,
     rescale: tuple[float, float] = (1.0, -1024.0),
     series_description: str = "medunet synthetic",
     study_uid: str | None = None,
@@ -47,9 +49,7 @@ def write_dicom_series(
     """
     if volume.ndim != 3:
         raise ValueError(f"volume must be (x, y, z), got shape {volume.shape}")
-    modality = modality.upper()
-    if modality not in ("CT", "MR"):
-        raise ValueError(f"modality={modality!r} is not supported; valid options are 'CT', 'MR'")
+    modality = look_up(modality, Modality, "modality").value
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     direction = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64)

@@ -1,33 +1,52 @@
-"""Wiring used by the bundles: batch preparation, data lists, optimiser, checkpoints, run bookkeeping."""
+"""Wiring used by the bundles: batch preparation, data lists, optimiser and schedule, resume, run bookkeeping
+(MLflow), the ``torchrun`` set-up, and the small functions the configs call instead of ``$`` logic."""
 
-from medunet.engines.checkpoints import RNGState, best_checkpoint, latest_checkpoint
 from medunet.engines.data import inference_datalist, resolve_datalist
-from medunet.engines.prepare_batch import ValidOutputPrepareBatch
-from medunet.engines.run import (
-    check_checkpoint,
+from medunet.engines.distributed import (
+    default_device,
+    finish_distributed,
     gather_inference_summary,
-    make_optimizer,
-    resume_handler,
-    resync_learning_rate,
-    run_training,
+    init_distributed,
+    is_not_rank0,
+    process_rank,
+    run_inference_shard,
 )
+from medunet.engines.prepare_batch import ValidOutputPrepareBatch
+from medunet.engines.rng_state import RNGState
+from medunet.engines.run import check_checkpoint, make_optimizer, resume_handler, run_training
+from medunet.engines.schedules import poly_lr_scheduler, resync_learning_rate
 from medunet.engines.tracking import code_version, default_tracking_uri, experiment_params, write_run_config
+from medunet.engines.wiring import active, amp_default, image_meta, run_name, saved_label_scale, weight_map_source
+from medunet.handlers.checkpoint import best_checkpoint, latest_checkpoint
 
 __all__ = [
     "RNGState",
     "ValidOutputPrepareBatch",
+    "active",
+    "amp_default",
     "best_checkpoint",
     "check_checkpoint",
     "code_version",
+    "default_device",
     "default_tracking_uri",
     "experiment_params",
+    "finish_distributed",
     "gather_inference_summary",
+    "image_meta",
     "inference_datalist",
+    "init_distributed",
+    "is_not_rank0",
     "latest_checkpoint",
     "make_optimizer",
+    "poly_lr_scheduler",
+    "process_rank",
     "resolve_datalist",
     "resume_handler",
     "resync_learning_rate",
+    "run_inference_shard",
+    "run_name",
     "run_training",
+    "saved_label_scale",
+    "weight_map_source",
     "write_run_config",
 ]

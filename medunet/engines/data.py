@@ -10,6 +10,8 @@ from typing import Any
 from monai.data import load_decathlon_datalist
 
 from medunet.data.datasets import make_default_dataset
+from medunet.io.dicom_series import read_dicom_header
+from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES
 
 __all__ = ["inference_datalist", "resolve_datalist"]
 
@@ -64,20 +66,17 @@ def inference_datalist(input_dir: str | Path) -> list[dict[str, str]]:
     Raises:
         FileNotFoundError: ``input_dir`` is missing. ``ValueError``: no case found in it.
     """
-    from medunet.io.dicom_series import _read_header
-    from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES
-
     root = Path(input_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"input_dir={input_dir!s} does not exist or is not a folder")
     suffixes = NIFTI_SUFFIXES + IMAGE_SUFFIXES
     files = sorted(p for p in root.iterdir() if p.is_file())
-    if any(_read_header(p) is not None for p in files[:50]):
+    if any(read_dicom_header(p) is not None for p in files[:50]):
         return [{"image": str(root)}]
     cases = [{"image": str(p)} for p in files if p.name.lower().endswith(suffixes)]
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         inner = sorted(q for q in sub.iterdir() if q.is_file())[:50]
-        if any(_read_header(q) is not None for q in inner):
+        if any(read_dicom_header(q) is not None for q in inner):
             cases.append({"image": str(sub)})
     if not cases:
         raise ValueError(

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 import medunet
+from medunet.utils.files import atomic_write_json
 
 __all__ = ["code_version", "default_tracking_uri", "experiment_params", "write_run_config"]
 
@@ -100,12 +101,6 @@ def write_run_config(output_dir: str | Path, argv: Sequence[str] | None = None) 
     parser = ConfigParser()
     parser.read_config(files)
     parser.update(overrides)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "config_merged.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(
-        json.dumps({"config_files": files, "overrides": overrides, "config": parser.get()}, indent=2, default=str)
-    )
-    tmp.replace(path)
-    return str(path)
+    path = Path(output_dir) / "config_merged.json"
+    merged = {"config_files": files, "overrides": overrides, "config": parser.get()}
+    return str(atomic_write_json(path, merged, indent=2, default=str))

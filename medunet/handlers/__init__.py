@@ -1,7 +1,8 @@
-"""Ignite handlers that MONAI does not have: MLflow model/artifact logging, validation snapshots."""
+"""Ignite handlers that MONAI does not have: atomic checkpoints (and their file names), MLflow runs that survive a
+resume, MLflow model/artifact logging, validation snapshots, a per-rank audit of distributed runs."""
 
 from medunet.handlers.audit import RankAudit
-from medunet.handlers.checkpoint import AtomicCheckpointSaver, atomic_save
+from medunet.handlers.checkpoint import AtomicCheckpointSaver, atomic_save, best_checkpoint, latest_checkpoint
 from medunet.handlers.mlflow_artifacts import MLflowArtifactsHandler
 from medunet.handlers.mlflow_resumable import ResumableMLFlowHandler
 from medunet.handlers.snapshot import ValidationSnapshot
@@ -13,4 +14,6 @@ __all__ = [
     "ResumableMLFlowHandler",
     "ValidationSnapshot",
     "atomic_save",
+    "best_checkpoint",
+    "latest_checkpoint",
 ]

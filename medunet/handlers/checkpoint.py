@@ -1,15 +1,19 @@
-"""Checkpoints written atomically: latest per epoch and best by the key metric.
+"""Checkpoints written atomically, and the one place their file names are defined.
 
 MONAI's ``CheckpointSaver`` writes in place (its disk saver is not atomic), so a process killed during the
-write leaves a truncated file that the next resume cannot read. Here every checkpoint is written to a
-temporary file in the same folder and renamed over the target (``os.replace`` is atomic on POSIX).
+write leaves a truncated file that the next resume cannot read. Here every checkpoint goes through
+:func:`medunet.utils.files.atomic_write` (temporary file + rename).
+
+Files in a training run's ``output_dir``:
+
+- ``checkpoint_epoch=N.pt``: everything a resume needs (model, optimiser, schedule, engine, random state);
+- ``best_model.pt``: the model weights at the best key metric, with ``best_model.json`` holding that value.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,25 +22,52 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["AtomicCheckpointSaver", "atomic_save"]
+from medunet.utils.enums import CheckpointMode, look_up
+from medunet.utils.files import atomic_write, atomic_write_json
+
+__all__ = [
+    "BEST_MODEL",
+    "AtomicCheckpointSaver",
+    "atomic_save",
+    "best_checkpoint",
+    "epoch_checkpoint_name",
+    "epoch_checkpoints",
+    "latest_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
+
+BEST_MODEL = "best_model.pt"
+_EPOCH_PATTERN = re.compile(r"^checkpoint_epoch=(\d+)\.pt$")
+
+
+def epoch_checkpoint_name(epoch: int) -> str:
+    """``checkpoint_epoch=N.pt``, the file of the state after epoch ``N``."""
+    return f"checkpoint_epoch={int(epoch)}.pt"
+
+
+def epoch_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """The ``(epoch, path)`` of every epoch checkpoint in ``output_dir``, oldest first."""
+    folder = Path(output_dir)
+    found = [(int(m.group(1)), p) for p in folder.glob("checkpoint_epoch=*.pt") if (m := _EPOCH_PATTERN.match(p.name))]
+    return sorted(found)
+
+
+def latest_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint_epoch=N.pt`` in ``output_dir``, or None."""
+    found = epoch_checkpoints(output_dir)
+    return str(found[-1][1]) if found else None
+
+
+def best_checkpoint(output_dir: str | Path) -> str | None:
+    """The best-by-key-metric model weights (``best_model.pt``) in ``output_dir``, or None."""
+    path = Path(output_dir) / BEST_MODEL
+    return str(path) if path.is_file() else None
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 class AtomicCheckpointSaver:
@@ -44,8 +75,9 @@ class AtomicCheckpointSaver:
 
     Attached to the trainer (``key_metric=None``): after every ``save_interval`` epochs, as
     ``checkpoint_epoch=N.pt``, keeping the newest ``n_saved``. Attached to the evaluator with ``key_metric``:
-    as ``best_model.pt`` whenever that metric improves (``mode="max"`` or ``"min"``); the best value is kept
-    in ``best_model.json`` so a resumed run does not overwrite a better model.
+    as ``best_model.pt`` whenever that metric improves (``mode="max"`` or ``"min"``, see
+    :class:`~medunet.utils.enums.CheckpointMode`); the best value is kept in ``best_model.json`` so a resumed
+    run does not overwrite a better model.
     """
 
     def __init__(
@@ -53,18 +85,17 @@ class AtomicCheckpointSaver:
         save_dir: str | Path,
         save_dict: Mapping[str, Any],
         key_metric: str | None = None,
-        mode: str = "max",
+        mode: str | CheckpointMode = CheckpointMode.MAX,
         n_saved: int = 1,
         save_interval: int = 1,
-        best_filename: str = "best_model.pt",
+        best_filename: str = BEST_MODEL,
     ) -> None:
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode={mode!r} is not supported; valid options are 'max', 'min'")
+        self.mode = look_up(mode, CheckpointMode, "mode")
         if n_saved < 1 or save_interval < 1:
             raise ValueError(f"n_saved and save_interval must be >= 1, got {n_saved} and {save_interval}")
         self.save_dir = Path(save_dir)
         self.save_dict = dict(save_dict)
-        self.key_metric, self.mode = key_metric, mode
+        self.key_metric = key_metric
         self.n_saved, self.save_interval = n_saved, save_interval
         self.best_path = self.save_dir / best_filename
         self.best_info = self.best_path.with_suffix(".json")
@@ -80,23 +111,15 @@ class AtomicCheckpointSaver:
         if self.key_metric is None:
             if epoch % self.save_interval:
                 return
-            atomic_save(self._state(), self.save_dir / f"checkpoint_epoch={epoch}.pt")
-            pattern = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
-            found = sorted(
-                (int(m.group(1)), p)
-                for p in self.save_dir.glob("checkpoint_epoch=*.pt")
-                if (m := pattern.search(p.name))
-            )
-            for _, old in found[: -self.n_saved]:
+            atomic_save(self._state(), self.save_dir / epoch_checkpoint_name(epoch))
+            for _, old in epoch_checkpoints(self.save_dir)[: -self.n_saved]:
                 old.unlink(missing_ok=True)
             logger.info("saved checkpoint at epoch %d", epoch)
             return
         value = float(engine.state.metrics[self.key_metric])
         best = json.loads(self.best_info.read_text())["value"] if self.best_info.is_file() else None
-        improved = best is None or (value > best if self.mode == "max" else value < best)
+        improved = best is None or (value > best if self.mode == CheckpointMode.MAX else value < best)
         if improved:
             atomic_save(self._state(), self.best_path)
-            tmp = self.best_info.with_name(f".{self.best_info.name}.tmp")
-            tmp.write_text(json.dumps({"metric": self.key_metric, "value": value, "epoch": epoch}))
-            os.replace(tmp, self.best_info)
+            atomic_write_json(self.best_info, {"metric": self.key_metric, "value": value, "epoch": epoch})
             logger.info("new best %s = %.4f at epoch %d: saved %s", self.key_metric, value, epoch, self.best_path)

@@ -13,7 +13,7 @@ import torch
 from ignite.engine import Engine, Events
 
 import medunet
-from medunet.engines.checkpoints import best_checkpoint
+from medunet.handlers.checkpoint import best_checkpoint
 
 __all__ = ["MLflowArtifactsHandler"]
 

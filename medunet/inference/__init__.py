@@ -1,14 +1,13 @@
 """Exact overlap-tile inference for valid-convolution networks."""
 
-from medunet.inference.overlap_tile import OverlapTileInferer, extension_indices
-from medunet.inference.tiling import TilePlan, plan_axis_starts, plan_tiles, unet_flops, unet_memory_bytes
+from medunet.inference.cost import TileCostModel
+from medunet.inference.overlap_tile import OverlapTileInferer
+from medunet.inference.tiling import TilePlan, plan_axis_starts, plan_tiles
 
 __all__ = [
     "OverlapTileInferer",
+    "TileCostModel",
     "TilePlan",
-    "extension_indices",
     "plan_axis_starts",
     "plan_tiles",
-    "unet_flops",
-    "unet_memory_bytes",
 ]

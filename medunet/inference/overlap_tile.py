@@ -15,44 +15,22 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 from torch import nn
 
+from medunet.inference.cost import TileCostModel
 from medunet.inference.tiling import TilePlan, plan_tiles
 from medunet.networks.geometry import UNetGeometry
 from medunet.utils.enums import OutputMode, PaddingMode, look_up
+from medunet.utils.regions import extract_region
 
-__all__ = ["OverlapTileInferer", "extension_indices"]
+__all__ = ["OverlapTileInferer"]
 
 logger = logging.getLogger(__name__)
 
 _CPU_BUDGET_CAP = 8 * 1024**3
-
-
-def extension_indices(positions: np.ndarray, size: int, mode: PaddingMode) -> tuple[np.ndarray, np.ndarray | None]:
-    """Maps positions along an axis of length ``size`` (any integers) into ``[0, size)``.
-
-    ``symmetric`` repeats the mirror image with the edge voxel (period ``2 * size``), ``reflect`` without
-    it (period ``2 * size - 2``); both repeat as often as needed, so a margin larger than the image is
-    fine (``torch.nn.functional.pad(mode="reflect")`` refuses that). ``edge`` clamps. ``constant`` clamps
-    and also returns a mask that is False outside the image.
-    """
-    if mode == PaddingMode.SYMMETRIC:
-        j = np.mod(positions, 2 * size)
-        return np.where(j >= size, 2 * size - 1 - j, j), None
-    if mode == PaddingMode.REFLECT:
-        if size == 1:
-            return np.zeros_like(positions), None
-        period = 2 * size - 2
-        j = np.mod(positions, period)
-        return np.where(j >= size, period - j, j), None
-    clipped = np.clip(positions, 0, size - 1)
-    if mode == PaddingMode.EDGE:
-        return clipped, None
-    return clipped, (positions >= 0) & (positions < size)
 
 
 def _default_memory_budget(device: torch.device) -> int:
@@ -146,25 +124,34 @@ class OverlapTileInferer(Inferer):
             )
         return geometry, net
 
+    def _amp(self, sw_device: torch.device) -> bool:
+        return self.amp if self.amp is not None else sw_device.type == "cuda"
+
     def plan(
         self, image_shape: Sequence[int], network: Callable[..., torch.Tensor], sw_device: torch.device | None = None
     ) -> TilePlan:
-        """The tile plan this inferer uses for an image of spatial shape ``image_shape``."""
+        """The tile plan this inferer uses for an image of spatial shape ``image_shape``.
+
+        The memory estimate counts 2 bytes per activation when AMP is on (float16 autocast), 4 otherwise.
+        """
+        device = sw_device or self.sw_device or torch.device("cpu")
         geometry, net = self._geometry(network)
         roi = (self.roi_size,) * geometry.spatial_dims if isinstance(self.roi_size, int) else self.roi_size
         features = getattr(net, "features", None)
+        cost = None
+        if features is not None:
+            cost = TileCostModel(
+                geometry,
+                tuple(int(f) for f in features),
+                int(getattr(net, "in_channels", 1)),
+                int(getattr(net, "out_channels", 2)),
+                bytes_per_value=2 if self._amp(device) else 4,
+            )
         budget = self.memory_budget
-        if roi is None and budget is None and features is not None:
-            budget = _default_memory_budget(sw_device or torch.device("cpu"))
+        if roi is None and budget is None and cost is not None:
+            budget = _default_memory_budget(device)
         return plan_tiles(
-            geometry,
-            image_shape,
-            roi_size=roi,
-            features=features,
-            in_channels=getattr(net, "in_channels", 1),
-            out_channels=getattr(net, "out_channels", 2),
-            memory_budget=budget,
-            batch_size=self.sw_batch_size,
+            geometry, image_shape, roi_size=roi, cost=cost, memory_budget=budget, batch_size=self.sw_batch_size
         )
 
     def __call__(
@@ -185,7 +172,7 @@ class OverlapTileInferer(Inferer):
             )
         sw_device = self.sw_device or inputs.device
         device = self.device or inputs.device
-        amp = self.amp if self.amp is not None else sw_device.type == "cuda"
+        amp = self._amp(sw_device)
         plan = self.plan(inputs.shape[2:], network, sw_device)
         logger.debug("overlap-tile plan: %s", plan)
 
@@ -237,7 +224,14 @@ class OverlapTileInferer(Inferer):
         output: torch.Tensor | None = None
         non_blocking = sw_device.type == "cuda"
         for chunk in chunks:
-            tiles = torch.stack([self._extract(image[b], start, plan) for b, start in chunk])
+            tiles = torch.stack(
+                [
+                    extract_region(
+                        image[b], [s - m for s, m in zip(start, plan.margin)], plan.input_tile, self.padding_mode
+                    )
+                    for b, start in chunk
+                ]
+            )
             tiles = tiles.to(sw_device, non_blocking=non_blocking)
             with torch.autocast(device_type=sw_device.type, dtype=torch.float16, enabled=amp):
                 pred = network(tiles, *args, **kwargs)
@@ -254,23 +248,3 @@ class OverlapTileInferer(Inferer):
                 output[tuple(dst)] = tile_out[tuple(src)]
         assert output is not None
         return output
-
-    def _extract(self, image: torch.Tensor, start: tuple[int, ...], plan: TilePlan) -> torch.Tensor:
-        """The input tile whose output starts at ``start``: ``(C, *input_tile)``, extended beyond the border."""
-        tile = image
-        mask: torch.Tensor | None = None
-        for axis, (s, t, m, size) in enumerate(zip(start, plan.input_tile, plan.margin, plan.image_shape)):
-            first = s - m
-            if first >= 0 and first + t <= size:
-                tile = tile.narrow(axis + 1, first, t)
-                continue
-            idx, inside = extension_indices(np.arange(first, first + t), size, self.padding_mode)
-            tile = tile.index_select(axis + 1, torch.as_tensor(idx, device=image.device))
-            if inside is not None:
-                shape = [1] * (len(plan.image_shape) + 1)
-                shape[axis + 1] = t
-                axis_mask = torch.as_tensor(inside, device=image.device).reshape(shape)
-                mask = axis_mask if mask is None else mask & axis_mask
-        if mask is not None:
-            tile = tile * mask
-        return tile

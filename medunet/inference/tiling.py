@@ -20,9 +20,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from medunet.inference.cost import TileCostModel
 from medunet.networks.geometry import UNetGeometry
 
-__all__ = ["TilePlan", "plan_axis_starts", "plan_tiles", "unet_flops", "unet_memory_bytes"]
+__all__ = ["TilePlan", "plan_axis_starts", "plan_tiles"]
 
 
 def plan_axis_starts(image_size: int, output_tile: int, stride: int) -> list[int]:
@@ -51,62 +52,6 @@ def plan_axis_starts(image_size: int, output_tile: int, stride: int) -> list[int
     # Even spacing on the grid: start_i = floor(i * last / gaps) rounded down to the grid; every gap is at
     # most ceil(last / gaps / stride) * stride <= step <= output_tile, so no output voxel is missed.
     return [((i * last) // gaps) // stride * stride for i in range(gaps)] + [last]
-
-
-def unet_flops(
-    geometry: UNetGeometry, features: Sequence[int], in_channels: int, out_channels: int, input_shape: Sequence[int]
-) -> int:
-    """Multiply-accumulate count of one forward pass of a tile (convolutions only; pools and ReLUs are
-    negligible)."""
-    k = geometry.kernel_size**geometry.spatial_dims
-    layers = geometry.layer_shapes(input_shape)
-    total = 0
-    channels = in_channels
-    for layer in layers:
-        if layer.kind == "pool":
-            continue
-        voxels = math.prod(layer.spatial_shape)
-        f = features[layer.level]
-        if layer.kind == "upconv":
-            # kernel = stride: each output voxel receives one tap per input channel
-            total += voxels * features[layer.level + 1] * f
-            channels = 2 * f  # the next convolution sees the concatenation with the skip
-        else:
-            total += voxels * channels * f * k
-            channels = f
-    return total + math.prod(layers[-1].spatial_shape) * features[0] * out_channels
-
-
-def unet_memory_bytes(
-    geometry: UNetGeometry,
-    features: Sequence[int],
-    in_channels: int,
-    out_channels: int,
-    input_shape: Sequence[int],
-    batch_size: int = 1,
-    bytes_per_value: int = 4,
-) -> int:
-    """Estimated peak activation memory of an inference pass (no autograd graph), in bytes.
-
-    The skip connections stay alive until the expanding path uses them. On top of them, a convolution
-    holds its input and output, and a CPU backend (oneDNN) may hold a reordered copy of each, hence twice
-    the largest pair of consecutive feature maps. The factor 1.15 covers allocator slack; the estimate was
-    checked against the peak resident memory of passes on the CPU: 2D within about 10 %, 3D up to 65 % above.
-    """
-    sizes: list[int] = [math.prod(input_shape) * in_channels]
-    skips = 0
-    layers = geometry.layer_shapes(input_shape)
-    for i, layer in enumerate(layers):
-        channels = features[layer.level]
-        voxels = math.prod(layer.spatial_shape)
-        if layer.kind == "pool":
-            skips += math.prod(layers[i - 1].spatial_shape) * channels
-        if layer.kind == "upconv":
-            channels *= 2  # the concatenation follows
-        sizes.append(voxels * channels)
-    sizes.append(math.prod(layers[-1].spatial_shape) * out_channels)
-    pair = max(a + b for a, b in itertools.pairwise(sizes))
-    return int(1.15 * (skips + 2 * pair) * batch_size * bytes_per_value)
 
 
 @dataclass(frozen=True)
@@ -145,20 +90,17 @@ def plan_tiles(
     geometry: UNetGeometry,
     image_shape: Sequence[int],
     roi_size: Sequence[int] | None = None,
-    features: Sequence[int] | None = None,
-    in_channels: int = 1,
-    out_channels: int = 2,
+    cost: TileCostModel | None = None,
     memory_budget: int | None = None,
     batch_size: int = 1,
-    bytes_per_value: int = 4,
 ) -> TilePlan:
     """Chooses the input tile size and the tile positions for one image.
 
     With ``roi_size`` given, that tile is used (clamped to what covers the whole image; non-positive
     entries mean "the whole image along that axis"). Otherwise the planner picks, among the valid tile
-    sizes whose estimated memory fits ``memory_budget`` (bytes, for ``batch_size`` tiles), the one with the
-    least total computation (tiles x FLOPs per tile), preferring larger tiles on ties; with no budget the
-    whole image is one tile.
+    sizes whose peak memory (by ``cost``, for ``batch_size`` tiles) fits ``memory_budget`` bytes, the one with
+    the least total arithmetic (tiles x multiply-accumulates per tile), preferring larger tiles on ties; with
+    no budget or no cost model the whole image is one tile.
 
     Raises:
         ValueError: an invalid ``roi_size`` (with the nearest valid sizes), or a budget too small for the
@@ -167,6 +109,8 @@ def plan_tiles(
     image_shape = tuple(int(s) for s in image_shape)
     if len(image_shape) != geometry.spatial_dims or min(image_shape) < 1:
         raise ValueError(f"image spatial shape {image_shape} does not fit a {geometry.spatial_dims}D network")
+    if cost is not None and cost.geometry != geometry:
+        raise ValueError("the cost model describes another geometry than the one to plan for")
     whole = _whole_image_tile(geometry, image_shape)
     margin = geometry.margin
 
@@ -180,34 +124,26 @@ def plan_tiles(
             details = "; ".join(f"axis {d}: {geometry.axes[d].invalid_message(r)}" for d, r in bad)
             raise ValueError(f"roi_size {roi} is not a valid input tile for this network: {details}")
         tile = tuple(min(r, w) for r, w in zip(roi, whole))
-    elif memory_budget is None or features is None:
+    elif memory_budget is None or cost is None:
         tile = whole
     else:
-        tile = _best_tile(
-            geometry, image_shape, features, in_channels, out_channels, memory_budget, batch_size, bytes_per_value
-        )
+        tile = _best_tile(cost, image_shape, memory_budget, batch_size)
     out = tuple(t - 2 * m for t, m in zip(tile, margin))
     starts = tuple(tuple(plan_axis_starts(s, o, p)) for s, o, p in zip(image_shape, out, geometry.stride))
     return TilePlan(image_shape, tile, out, margin, starts)
 
 
 def _best_tile(
-    geometry: UNetGeometry,
-    image_shape: tuple[int, ...],
-    features: Sequence[int],
-    in_channels: int,
-    out_channels: int,
-    memory_budget: int,
-    batch_size: int,
-    bytes_per_value: int,
+    cost: TileCostModel, image_shape: tuple[int, ...], memory_budget: int, batch_size: int
 ) -> tuple[int, ...]:
+    geometry = cost.geometry
     whole = _whole_image_tile(geometry, image_shape)
     candidates = []
     for d, axis in enumerate(geometry.axes):
         # Tiles must produce at least one stride of output to be placed on the grid without gaps,
         # unless a single tile covers the axis.
         smallest = axis.input_size_for(min(axis.stride, image_shape[d]))
-        # A larger tile with the same tile count along an axis costs more FLOPs and memory for nothing:
+        # A larger tile with the same tile count along an axis costs more arithmetic and memory for nothing:
         # keep only the smallest tile for each count.
         by_count: dict[int, int] = {}
         for t in axis.valid_sizes(whole[d], smallest):
@@ -215,25 +151,23 @@ def _best_tile(
             by_count.setdefault(count, t)
         candidates.append(sorted(by_count.values()))
 
-    def memory(tile: tuple[int, ...]) -> int:
-        return unet_memory_bytes(geometry, features, in_channels, out_channels, tile, batch_size, bytes_per_value)
-
     best: tuple[int, ...] | None = None
     best_key: tuple[int, int] | None = None
     for tile in itertools.product(*candidates):
-        if memory(tile) > memory_budget:
+        if cost.peak_bytes(tile, batch_size) > memory_budget:
             continue
         n = math.prod(
             len(plan_axis_starts(s, t - 2 * m, p))
             for s, t, m, p in zip(image_shape, tile, geometry.margin, geometry.stride)
         )
-        key = (n * unet_flops(geometry, features, in_channels, out_channels, tile), -math.prod(tile))
+        key = (n * cost.macs(tile), -math.prod(tile))
         if best_key is None or key < best_key:
             best, best_key = tile, key
     if best is None:
         smallest_tile = tuple(c[0] for c in candidates)
         raise ValueError(
             f"memory_budget={memory_budget} bytes is too small: the smallest usable tile {smallest_tile} needs about "
-            f"{memory(smallest_tile)} bytes for sw_batch_size={batch_size}. Raise memory_budget or lower sw_batch_size."
+            f"{cost.peak_bytes(smallest_tile, batch_size)} bytes for sw_batch_size={batch_size}. Raise memory_budget "
+            "or lower sw_batch_size."
         )
     return best

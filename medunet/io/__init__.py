@@ -1,10 +1,12 @@
-"""Reading images: NIfTI, 2D images and DICOM series."""
+"""Reading and writing files and talking to a PACS: NIfTI, 2D images, DICOM series, DICOM SEG (``dicom_seg``),
+the PACS client (``pacs``). The ground floor of medunet: nothing here imports another medunet package but utils."""
 
 from medunet.io.dicom_series import (
     DicomSeriesError,
     DicomSeriesInfo,
     DicomSeriesReader,
     DicomVolume,
+    read_dicom_header,
     read_dicom_series,
     scan_dicom_folder,
     select_series,
@@ -17,6 +19,7 @@ __all__ = [
     "DicomSeriesReader",
     "DicomVolume",
     "load_image",
+    "read_dicom_header",
     "read_dicom_series",
     "reader_for",
     "scan_dicom_folder",

@@ -20,6 +20,7 @@ from pydicom.sr.codedict import codes
 
 import medunet
 from medunet.io.dicom_series import DicomSeriesInfo, read_dicom_series, scan_dicom_folder, select_series
+from medunet.utils.files import atomic_write
 
 __all__ = ["SegmentSpec", "build_dicom_seg", "read_dicom_seg", "segments_from_metadata", "write_dicom_seg"]
 
@@ -126,11 +127,7 @@ def write_dicom_seg(
     info: DicomSeriesInfo = select_series(scan_dicom_folder(series_folder), series_uid=series_uid, where=series_folder)
     volume = read_dicom_series(info)
     seg = build_dicom_seg(labels, volume.headers, segments, **kwargs)
-    out = Path(output_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    seg.save_as(tmp)
-    tmp.replace(out)
+    out = atomic_write(output_path, seg.save_as)
     logger.info("wrote DICOM SEG %s (%d frames) for series %s", out, int(seg.NumberOfFrames), info.series_uid)
     return out
 

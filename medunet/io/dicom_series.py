@@ -30,11 +30,14 @@ from monai.data import ImageReader
 from monai.utils import MetaKeys, SpaceKeys
 from pydicom.errors import InvalidDicomError
 
+from medunet.utils.enums import IrregularSpacing, look_up
+
 __all__ = [
     "DicomSeriesError",
     "DicomSeriesInfo",
     "DicomSeriesReader",
     "DicomVolume",
+    "read_dicom_header",
     "read_dicom_series",
     "scan_dicom_folder",
     "select_series",
@@ -87,7 +90,7 @@ class DicomVolume:
         return float(s[0]), float(s[1]), float(s[2])
 
 
-def _read_header(path: Path) -> pydicom.Dataset | None:
+def read_dicom_header(path: Path) -> pydicom.Dataset | None:
     """The header of a DICOM file, None for a file that is not DICOM (no DICM preamble)."""
     try:
         with path.open("rb") as fh:
@@ -115,7 +118,7 @@ def scan_dicom_folder(folder: str | Path, recursive: bool = True) -> list[DicomS
     candidates = sorted(p for p in (root.rglob("*") if recursive else root.iterdir()) if p.is_file())
     groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
     for path in candidates:
-        header = _read_header(path)
+        header = read_dicom_header(path)
         if header is None:
             continue
         file_meta = getattr(header, "file_meta", None)
@@ -210,7 +213,7 @@ def _pixels(dataset: pydicom.Dataset, path: Path) -> np.ndarray:
 def read_dicom_series(
     info: DicomSeriesInfo,
     spacing_tolerance: float = 0.01,
-    on_irregular: str = "error",
+    on_irregular: str | IrregularSpacing = IrregularSpacing.ERROR,
 ) -> DicomVolume:
     """Reads one series into an ``(x, y, z)`` array ordered by slice position.
 
@@ -228,8 +231,7 @@ def read_dicom_series(
         DicomSeriesError: inconsistent geometry between slices, duplicate positions, uneven spacing (with
             ``on_irregular="error"``), corrupt files; the message names the file or the slices.
     """
-    if on_irregular not in ("error", "warn"):
-        raise ValueError(f"on_irregular={on_irregular!r} is not supported; valid options are 'error', 'warn'")
+    policy = look_up(on_irregular, IrregularSpacing, "on_irregular")
     slices = []
     for path in info.files:
         try:
@@ -275,7 +277,7 @@ def read_dicom_series(
                 f"series {info.series_uid} ({info.description!r}): slices are not evenly spaced; the step is "
                 f"{median:.3f} mm except {details}. A slice is missing or the series has gaps."
             )
-            if on_irregular == "error":
+            if policy == IrregularSpacing.ERROR:
                 raise DicomSeriesError(message + " Pass on_irregular='warn' to load it with the median step anyway.")
             logger.warning(
                 "%s Loading with the median step: positions away from the first slice are approximate.", message
@@ -338,14 +340,14 @@ class DicomSeriesReader(ImageReader):
         series_uid: str | None = None,
         modality: str | None = None,
         description: str | None = None,
-        on_irregular: str = "error",
+        on_irregular: str | IrregularSpacing = IrregularSpacing.ERROR,
         affine_lps_to_ras: bool = True,
     ) -> None:
         super().__init__()
         self.series_uid = series_uid
         self.modality = modality
         self.description = description
-        self.on_irregular = on_irregular
+        self.on_irregular = look_up(on_irregular, IrregularSpacing, "on_irregular")
         self.affine_lps_to_ras = affine_lps_to_ras
 
     def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
@@ -356,7 +358,7 @@ class DicomSeriesReader(ImageReader):
         path = Path(data if isinstance(data, (str, os.PathLike)) else data[0])
         series_uid = self.series_uid
         if path.is_file():  # one file of a series: load the series it belongs to
-            header = _read_header(path)
+            header = read_dicom_header(path)
             if header is None:
                 raise DicomSeriesError(f"{path} is not a DICOM file")
             series_uid = series_uid or str(header.SeriesInstanceUID)

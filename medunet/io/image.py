@@ -11,6 +11,7 @@ from monai.data import ImageReader, MetaTensor, NibabelReader, PILReader
 from monai.transforms import EnsureChannelFirst, Orientation, Spacing
 
 from medunet.io.dicom_series import DicomSeriesReader
+from medunet.utils.enums import IrregularSpacing
 
 __all__ = ["IMAGE_SUFFIXES", "NIFTI_SUFFIXES", "load_image", "reader_for"]
 
@@ -23,7 +24,7 @@ def reader_for(
     series_uid: str | None = None,
     modality: str | None = None,
     description: str | None = None,
-    on_irregular: str = "error",
+    on_irregular: str | IrregularSpacing = IrregularSpacing.ERROR,
 ) -> ImageReader:
     """The MONAI reader for ``path``: DICOM series folder / ``.dcm`` file, NIfTI, or a 2D image."""
     p = Path(path)
@@ -45,7 +46,7 @@ def load_image(
     series_uid: str | None = None,
     modality: str | None = None,
     description: str | None = None,
-    on_irregular: str = "error",
+    on_irregular: str | IrregularSpacing = IrregularSpacing.ERROR,
     axcodes: str | None = None,
     spacing: Sequence[float] | None = None,
     dtype: np.dtype | type | None = np.float32,

@@ -32,7 +32,18 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at
     Verification,
 )
 
-__all__ = ["PacsClient", "PacsConfig", "PacsError"]
+from medunet.utils.enums import QueryLevel, RetrieveMethod, look_up
+from medunet.utils.files import atomic_write
+
+__all__ = [
+    "PacsClient",
+    "PacsConfig",
+    "PacsError",
+    "save_atomically",
+    "save_received",
+    "series_folder_name",
+    "set_tcp_nodelay",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +52,8 @@ class PacsError(RuntimeError):
     """A PACS operation failed; the message says which operation, against which peer, and why."""
 
 
-def _no_delay(assoc: Association) -> None:
+def set_tcp_nodelay(assoc: Association) -> None:
+    """Sets TCP_NODELAY on an association's socket (requestor or acceptor side; see the module docstring)."""
     sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -73,31 +85,105 @@ class PacsConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> PacsConfig:
-        """From a JSON file with the field names above (keep it out of version control: it holds credentials)."""
-        values = json.loads(Path(path).read_text())
-        unknown = set(values) - set(cls.__dataclass_fields__)
+        """From a JSON file with the field names above (keep it out of version control: it holds credentials).
+
+        Raises:
+            FileNotFoundError: no such file. ValueError: not a JSON object, an unknown setting, or a value of
+                the wrong type; the message names the file and the setting.
+        """
+        source = Path(path)
+        valid = sorted(cls.__dataclass_fields__)
+        try:
+            values = json.loads(source.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"PACS settings file {source} does not exist; give a JSON file with the settings {valid}, "
+                "or set MEDUNET_PACS_* environment variables instead"
+            ) from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{source}: not valid JSON ({err.msg}, line {err.lineno}); fix the file") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: must hold a JSON object with the settings {valid}")
+        unknown = set(values) - set(valid)
         if unknown:
-            raise ValueError(
-                f"{path}: unknown PACS settings {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}"
-            )
+            raise ValueError(f"{source}: unknown PACS settings {sorted(unknown)}; valid: {valid}")
+        for name, value in values.items():
+            kind = _field_kind(cls.__dataclass_fields__[name])
+            if not _has_kind(value, kind):
+                shown = "(hidden)" if name in _SECRETS else repr(value)
+                raise ValueError(f"{source}: setting {name!r} = {shown} must be {_EXAMPLES.get(kind, 'a string')}")
         return cls(**values)
 
     @classmethod
     def from_env(cls, prefix: str = "MEDUNET_PACS_") -> PacsConfig:
         """From ``MEDUNET_PACS_HOST``, ``_PORT``, ``_CALLED_AET``, ``_CALLING_AET``, ``_STORAGE_PORT``,
-        ``_DICOMWEB_URL``, ``_USERNAME``, ``_PASSWORD``."""
+        ``_DICOMWEB_URL``, ``_USERNAME``, ``_PASSWORD``, ``_TCP_NODELAY``, ``_TIMEOUT``.
+
+        Raises:
+            ValueError: a variable that does not parse as its setting's type; the message names the variable
+                (never its value when it is a credential).
+        """
         kwargs: dict[str, Any] = {}
         for name, f in cls.__dataclass_fields__.items():
-            value = os.environ.get(prefix + name.upper())
-            if value is not None:
-                kwargs[name] = (
-                    int(value) if f.type in ("int", int) else float(value) if f.type in ("float", float) else value
-                )
+            variable = prefix + name.upper()
+            value = os.environ.get(variable)
+            if value is None:
+                continue
+            kind = _field_kind(f)
+            try:
+                kwargs[name] = _parse_setting(value, kind)
+            except ValueError:
+                shown = "(hidden)" if name in _SECRETS else repr(value)
+                raise ValueError(
+                    f"environment variable {variable}={shown} is not a valid {kind}; set it to {_EXAMPLES.get(kind, 'a value')} "
+                    f"or unset it to use the default ({f.default!r})"
+                ) from None
         return cls(**kwargs)
 
     def describe(self) -> str:
         """The peer, without credentials (for messages and logs)."""
         return f"{self.called_aet}@{self.host}:{self.port}"
+
+
+_SECRETS = {"username", "password"}
+_EXAMPLES = {
+    "int": "a whole number, e.g. 4242",
+    "float": "a number of seconds, e.g. 30",
+    "bool": "true or false (1/0 in the environment)",
+}
+
+
+def _field_kind(f: Any) -> str:
+    """A ``PacsConfig`` field's type as its name: ``"int"``, ``"float"``, ``"bool"`` or ``"str"`` (optional text)."""
+    name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    return name if name in ("int", "float", "bool") else "str"
+
+
+def _has_kind(value: Any, kind: str) -> bool:
+    """Whether a JSON value fits a setting of ``kind`` (a number for a float, null for optional text)."""
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return value is None or isinstance(value, str)
+
+
+def _parse_setting(value: str, kind: str) -> Any:
+    """A setting's text (from the environment) as its field's type, named as a string (``"int"``, ...)."""
+    if kind == "int":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    if kind == "bool":
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(value)
+    return value
 
 
 class PacsClient:
@@ -126,7 +212,7 @@ class PacsClient:
                 f"{self.config.calling_aet!r}?)"
             )
         if self.config.tcp_nodelay:
-            _no_delay(assoc)
+            set_tcp_nodelay(assoc)
         try:
             yield assoc
         finally:
@@ -140,15 +226,14 @@ class PacsClient:
             status = assoc.send_c_echo()
         return bool(status) and int(status.Status) == 0
 
-    def find(self, level: str, **keys: str) -> list[Dataset]:
+    def find(self, level: str | QueryLevel, **keys: str) -> list[Dataset]:
         """C-FIND at ``"STUDY"`` or ``"SERIES"`` level; ``keys`` are DICOM keywords to match (empty = return)."""
-        if level not in ("STUDY", "SERIES"):
-            raise ValueError(f"level={level!r} is not supported; valid options are 'STUDY', 'SERIES'")
+        kind = look_up(level, QueryLevel, "level")
         query = Dataset()
-        query.QueryRetrieveLevel = level
+        query.QueryRetrieveLevel = kind.value
         returned = (
             ["StudyInstanceUID", "StudyDate", "StudyDescription", "ModalitiesInStudy"]
-            if level == "STUDY"
+            if kind == QueryLevel.STUDY
             else [
                 "StudyInstanceUID",
                 "SeriesInstanceUID",
@@ -176,10 +261,10 @@ class PacsClient:
         return results
 
     def find_studies(self, **keys: str) -> list[Dataset]:
-        return self.find("STUDY", **keys)
+        return self.find(QueryLevel.STUDY, **keys)
 
     def find_series(self, study_uid: str, **keys: str) -> list[Dataset]:
-        return self.find("SERIES", StudyInstanceUID=study_uid, **keys)
+        return self.find(QueryLevel.SERIES, StudyInstanceUID=study_uid, **keys)
 
     def _series_query(self, study_uid: str, series_uid: str) -> Dataset:
         query = Dataset()
@@ -189,7 +274,7 @@ class PacsClient:
         return query
 
     def _require_series(self, study_uid: str, series_uid: str) -> None:
-        if not self.find("SERIES", StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid):
+        if not self.find(QueryLevel.SERIES, StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid):
             raise PacsError(f"series {series_uid} of study {study_uid} not found on {self.config.describe()}")
 
     def get_series(self, study_uid: str, series_uid: str, dest: str | Path) -> list[Path]:
@@ -210,7 +295,7 @@ class PacsClient:
             roles.append(build_role(syntax, scp_role=True))
 
         def on_store(event: evt.Event) -> int:
-            written.append(_write_atomically(event, out))
+            written.append(save_received(event, out))
             return 0x0000
 
         try:
@@ -237,7 +322,7 @@ class PacsClient:
         lock = threading.Lock()
 
         def on_store(event: evt.Event) -> int:
-            path = _write_atomically(event, out)
+            path = save_received(event, out)
             with lock:
                 written.append(path)
             return 0x0000
@@ -246,7 +331,7 @@ class PacsClient:
         scp.supported_contexts = StoragePresentationContexts
         handlers: list[Any] = [(evt.EVT_C_STORE, on_store)]
         if self.config.tcp_nodelay:
-            handlers.append((evt.EVT_ACSE_RECV, lambda event: _no_delay(event.assoc)))
+            handlers.append((evt.EVT_ACSE_RECV, lambda event: set_tcp_nodelay(event.assoc)))
         server = scp.start_server(("127.0.0.1", self.config.storage_port), block=False, evt_handlers=handlers)
         assert server is not None  # block=False returns the server
         try:
@@ -268,6 +353,23 @@ class PacsClient:
         finally:
             server.shutdown()
         return written
+
+    def retrieve_series(
+        self, study_uid: str, series_uid: str, dest: str | Path, method: str | RetrieveMethod = RetrieveMethod.MOVE
+    ) -> list[Path]:
+        """Retrieves a series into ``dest`` by ``method`` (see :class:`~medunet.utils.enums.RetrieveMethod`):
+        C-MOVE (:meth:`move_series`), C-GET (:meth:`get_series`) or WADO-RS (:meth:`wado_series`).
+
+        Raises:
+            ValueError: an unknown ``method`` (the message lists the valid ones).
+            PacsError: the retrieval failed.
+        """
+        fetch = {
+            RetrieveMethod.MOVE: self.move_series,
+            RetrieveMethod.GET: self.get_series,
+            RetrieveMethod.WADO: self.wado_series,
+        }[look_up(method, RetrieveMethod, "retrieve")]
+        return fetch(study_uid, series_uid, dest)
 
     def store(self, paths: Sequence[str | Path]) -> int:
         """C-STORE of DICOM files; returns how many were stored, raises if any failed."""
@@ -318,17 +420,20 @@ class PacsClient:
         self._web().store_instances([pydicom.dcmread(p) for p in paths])
 
 
-def save_atomically(ds: Dataset, out: Path) -> Path:
+def series_folder_name(series_uid: str) -> str:
+    """Folder name for a received series: no dots, because output file names derive from it (MONAI's
+    SaveImage would take the part after a dot for a suffix)."""
+    return f"series-{series_uid.replace('.', '-')}"
+
+
+def save_atomically(ds: Dataset, out: str | Path) -> Path:
     """Writes ``<out>/<SOPInstanceUID>.dcm`` under a temporary name and renames it, so no partial file is seen."""
-    path = out / f"{ds.SOPInstanceUID}.dcm"
-    tmp = path.with_name(f".{path.name}.tmp")
-    ds.save_as(tmp, enforce_file_format=True)
-    tmp.replace(path)
-    return path
+    return atomic_write(Path(out) / f"{ds.SOPInstanceUID}.dcm", lambda fh: ds.save_as(fh, enforce_file_format=True))
 
 
-def _write_atomically(event: evt.Event, out: Path) -> Path:
-    """Saves the dataset of a C-STORE request (see :func:`save_atomically`)."""
+def save_received(event: evt.Event, out: str | Path) -> Path:
+    """Saves the dataset of a C-STORE request (a pynetdicom ``EVT_C_STORE`` event) into ``out`` (see
+    :func:`save_atomically`)."""
     ds = event.dataset
     ds.file_meta = event.file_meta
     return save_atomically(ds, out)

@@ -13,8 +13,8 @@ from monai.transforms import MapTransform, Randomizable, SpatialCrop
 from monai.utils import ensure_tuple
 
 from medunet.networks.geometry import UNetGeometry
-from medunet.transforms.functional.tiles import extract_region
 from medunet.utils.enums import PaddingMode, look_up
+from medunet.utils.regions import extract_region
 
 __all__ = ["CropToOutputd", "RandValidTiled", "crop_to_output"]
 
@@ -43,7 +43,11 @@ class CropToOutputd(MapTransform):
 
 
 def _with_region(x: Any, array: np.ndarray, start: Sequence[int]) -> Any:
-    """Wraps an extracted region like ``x`` (a MetaTensor gets the affine translated to ``start``)."""
+    """Wraps an extracted region like ``x`` (a MetaTensor gets the affine translated to ``start``).
+
+    The region may be a view of the cached image, so it is copied: a later in-place transform must not
+    change the cache."""
+    array = np.array(array, copy=True)
     tensor = torch.as_tensor(array)
     if not isinstance(x, MetaTensor):
         return tensor if isinstance(x, torch.Tensor) else array
@@ -80,7 +84,7 @@ class RandValidTiled(Randomizable, MapTransform):
         geometry: UNetGeometry,
         output_size: Sequence[int],
         num_samples: int = 1,
-        padding_mode: str = "symmetric",
+        padding_mode: str | PaddingMode = PaddingMode.SYMMETRIC,
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, image_keys, allow_missing_keys)

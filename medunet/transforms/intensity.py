@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from enum import StrEnum
 from typing import Any
 
 from monai.config import KeysCollection
@@ -17,19 +16,9 @@ from monai.transforms import (
     Transform,
 )
 
-from medunet.utils.enums import look_up
+from medunet.utils.enums import IntensityPreset, look_up
 
 __all__ = ["IntensityPreset", "IntensityPresetd", "intensity_preset"]
-
-
-class IntensityPreset(StrEnum):
-    """``ct``: window ``level`` +- ``width``/2 HU mapped to 0..1 (clipped); ``mr``: clip to the
-    ``lower``/``upper`` percentiles, then zero mean and unit variance (over non-zero voxels with
-    ``nonzero=True``); ``microscopy``: min-max to 0..1 per channel."""
-
-    CT = "ct"
-    MR = "mr"
-    MICROSCOPY = "microscopy"
 
 
 def intensity_preset(preset: str | IntensityPreset, **params: Any) -> Transform:

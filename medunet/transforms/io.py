@@ -1,17 +1,22 @@
-"""Loading transform (dictionary form) over :func:`medunet.io.load_image`."""
+"""Reading and writing transforms (dictionary form) over :mod:`medunet.io`: loading images and DICOM series
+(:func:`medunet.io.load_image`), writing a DICOM SEG for predictions of DICOM input, and a PNG overlay."""
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from monai.utils import ensure_tuple
 
-from medunet.io.image import load_image
+from medunet.io.dicom_seg import write_dicom_seg
+from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES, load_image
+from medunet.utils.overlay import busiest_slice, overlay_png
 
-__all__ = ["LoadImageOrSeriesd"]
+__all__ = ["LoadImageOrSeriesd", "SaveDicomSegd", "SaveOverlayd"]
 
 
 class LoadImageOrSeriesd(MapTransform):
@@ -70,13 +75,7 @@ class SaveDicomSegd(MapTransform):
         self.output_dir, self.segments = output_dir, list(segments)
         self.algorithm_name, self.output_postfix = algorithm_name, output_postfix
 
-    def __call__(self, data: Any) -> Any:
-        from pathlib import Path
-
-        import numpy as np
-
-        from medunet.io.dicom_seg import write_dicom_seg
-
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
             pred = d[key]
@@ -104,21 +103,15 @@ class SaveOverlayd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.image_key, self.output_dir = image_key, output_dir
 
-    def __call__(self, data: Any) -> Any:
-        from pathlib import Path
-
-        import torch
-
-        from medunet.handlers.snapshot import overlay_png
-
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
             pred, image = d[key], d[self.image_key]
             name = Path(str(getattr(pred, "meta", {}).get("filename_or_obj", "case"))).name
-            for suffix in (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".dcm"):
+            for suffix in (*NIFTI_SUFFIXES, *IMAGE_SUFFIXES, ".dcm"):
                 name = name.removesuffix(suffix)
-            if pred.ndim == 4:  # 3D: move the busiest slice to the middle so overlay_png shows it
-                k = int(torch.as_tensor(pred[0]).flatten(0, 1).sum(0).argmax())
+            if pred.ndim == 4:  # 3D: show the busiest slice (a one-slice volume's middle slice is that slice)
+                k = busiest_slice(pred)
                 pred, image = pred[..., k : k + 1], image[..., k : k + 1]
             overlay_png(image, pred, None, Path(self.output_dir) / f"{name}_overlay.png")
         return d

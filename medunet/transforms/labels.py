@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -13,23 +12,9 @@ from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type
 
 from medunet.transforms.functional.weight_map import separate_touching
-from medunet.utils.enums import look_up
+from medunet.utils.enums import LabelRule, look_up
 
 __all__ = ["LabelRule", "LabelToClassesd", "ToGrayscaled", "label_to_classes"]
-
-
-class LabelRule(StrEnum):
-    """How a data set's label image becomes class indices.
-
-    ``classes``: already class indices ``0..num_classes-1`` (anything else is an error);
-    ``threshold``: ``label > threshold`` is class 1 (ISBI 2012: 255 = cell, 0 = membrane);
-    ``instances``: instance labels (0 = background); touching objects are separated by a one-voxel
-    background border (the paper's ground truth) and the result is foreground (1) / background (0).
-    """
-
-    CLASSES = "classes"
-    THRESHOLD = "threshold"
-    INSTANCES = "instances"
 
 
 def label_to_classes(

@@ -1,11 +1,30 @@
-"""Option names used across medunet, as ``StrEnum``s so that an unknown value lists the valid ones."""
+"""Every option name of medunet, as a ``StrEnum``, so that an unknown value lists the valid ones.
+
+One home for these conventions (MONAI keeps its own in ``monai/utils/enums.py``): a function that takes an
+option accepts the enum member or its string value and calls :func:`look_up`, whose error names the
+parameter, the bad value and the valid options.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from typing import TypeVar
 
-__all__ = ["NormType", "OutputMode", "PaddingMode", "look_up"]
+__all__ = [
+    "CheckpointMode",
+    "IntensityPreset",
+    "IrregularSpacing",
+    "LabelRule",
+    "Modality",
+    "NormType",
+    "OptimizerName",
+    "OutputMode",
+    "PaddingMode",
+    "QueryLevel",
+    "RetrieveMethod",
+    "look_up",
+    "option_values",
+]
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -38,12 +57,87 @@ class OutputMode(StrEnum):
     PROBABILITIES = "probabilities"
 
 
+class IntensityPreset(StrEnum):
+    """``ct``: window ``level`` +- ``width``/2 HU mapped to 0..1 (clipped); ``mr``: clip to the
+    ``lower``/``upper`` percentiles, then zero mean and unit variance (over non-zero voxels with
+    ``nonzero=True``); ``microscopy``: min-max to 0..1 per channel."""
+
+    CT = "ct"
+    MR = "mr"
+    MICROSCOPY = "microscopy"
+
+
+class LabelRule(StrEnum):
+    """How a data set's label image becomes class indices.
+
+    ``classes``: already class indices ``0..num_classes-1`` (anything else is an error);
+    ``threshold``: ``label > threshold`` is class 1 (ISBI 2012: 255 = cell, 0 = membrane);
+    ``instances``: instance labels (0 = background); touching objects are separated by a one-voxel
+    background border (the paper's ground truth) and the result is foreground (1) / background (0).
+    """
+
+    CLASSES = "classes"
+    THRESHOLD = "threshold"
+    INSTANCES = "instances"
+
+
+class IrregularSpacing(StrEnum):
+    """What the DICOM series reader does with unevenly spaced slices (a missing slice, a gap):
+    ``error`` refuses the series, ``warn`` logs a warning and uses the median step."""
+
+    ERROR = "error"
+    WARN = "warn"
+
+
+class OptimizerName(StrEnum):
+    """Optimisers a bundle can train with: ``sgd`` (the paper: momentum 0.99) or ``adam``."""
+
+    SGD = "sgd"
+    ADAM = "adam"
+
+
+class CheckpointMode(StrEnum):
+    """Whether a larger (``max``, e.g. Dice) or a smaller (``min``, e.g. a loss) key metric is better."""
+
+    MAX = "max"
+    MIN = "min"
+
+
+class RetrieveMethod(StrEnum):
+    """How a series is fetched from a PACS: ``move`` (C-MOVE to medunet's storage SCP), ``get`` (C-GET on
+    the same association) or ``wado`` (DICOMweb WADO-RS)."""
+
+    MOVE = "move"
+    GET = "get"
+    WADO = "wado"
+
+
+class QueryLevel(StrEnum):
+    """DICOM query/retrieve level of a C-FIND (upper case, as the standard writes it)."""
+
+    STUDY = "STUDY"
+    SERIES = "SERIES"
+
+
+class Modality(StrEnum):
+    """Modalities the DICOM series writer generates (upper case, as DICOM's Modality attribute)."""
+
+    CT = "CT"
+    MR = "MR"
+
+
+def option_values(enum: type[StrEnum]) -> list[str]:
+    """The valid values of an option, e.g. for ``argparse`` ``choices``."""
+    return [m.value for m in enum]
+
+
 def look_up(value: object, enum: type[E], name: str) -> E:
-    """``enum(value)``, or a ``ValueError`` naming the parameter and listing the valid options."""
+    """``enum(value)`` (case-insensitive), or a ``ValueError`` naming the parameter and listing the valid options."""
     if isinstance(value, enum):
         return value
-    try:
-        return enum(str(value).lower())
-    except ValueError:
-        options = ", ".join(repr(m.value) for m in enum)
-        raise ValueError(f"{name}={value!r} is not supported; valid options are {options}") from None
+    text = str(value)
+    for member in enum:
+        if member.value == text or member.value.lower() == text.lower():
+            return member
+    options = ", ".join(repr(v) for v in option_values(enum))
+    raise ValueError(f"{name}={value!r} is not supported; valid options are {options}")

@@ -10,18 +10,7 @@ import pytest
 from monai.data import load_decathlon_datalist
 
 from medunet.data.datasets import DATASETS, make_default_dataset, write_datalist
-from medunet.data.synthetic import synthetic_cells
 from medunet.io import load_image
-
-
-def test_synthetic_cells_touch_and_are_reproducible() -> None:
-    image, instances = synthetic_cells((128, 160), seed=4)
-    again, _ = synthetic_cells((128, 160), seed=4)
-    np.testing.assert_array_equal(image, again)
-    assert instances.max() > 20
-    # touching objects: some horizontally adjacent pixels carry two different object labels
-    a, b = instances[:, :-1], instances[:, 1:]
-    assert ((a > 0) & (b > 0) & (a != b)).sum() > 10
 
 
 def test_default_2d_dataset(tmp_path: Path) -> None:

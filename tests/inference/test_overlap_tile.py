@@ -1,8 +1,7 @@
-"""Overlap-tile inference: tiled == whole-image pass, mirror extrapolation, flip TTA, planning."""
+"""Overlap-tile inference: tiled == whole-image pass, mirror extrapolation, flip TTA, devices, errors."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -11,9 +10,8 @@ import torch
 from monai.data import MetaTensor
 from torch import nn
 
-from medunet.inference import OverlapTileInferer, extension_indices, plan_axis_starts, plan_tiles
+from medunet.inference import OverlapTileInferer
 from medunet.networks import UNetGeometry, ValidUNet
-from medunet.utils.enums import PaddingMode
 
 
 @pytest.fixture
@@ -160,17 +158,6 @@ def test_small_images_and_single_slice_are_segmented(mode: str) -> None:
     assert float((out3 - whole_image_reference(net3, volume, np_mode)).abs().max()) <= 1e-5
 
 
-@pytest.mark.parametrize("mode", list(PaddingMode))
-@pytest.mark.parametrize("size", [1, 2, 5])
-def test_extension_indices_match_numpy_pad(mode: PaddingMode, size: int) -> None:
-    data = np.arange(1, size + 1)
-    before, after = 23, 31  # much larger than the axis
-    reference = np.pad(data, (before, after), mode=str(mode))
-    idx, inside = extension_indices(np.arange(-before, size + after), size, mode)
-    values = data[idx] * (inside if inside is not None else 1)
-    np.testing.assert_array_equal(values, reference)
-
-
 def test_metatensor_metadata_and_batch() -> None:
     net = make_net(3, (2, 4))
     affine = torch.diag(torch.tensor([0.8, 0.8, 5.0, 1.0], dtype=torch.float64))
@@ -192,42 +179,6 @@ def test_batched_inputs_and_wrapped_network() -> None:
     for b in range(3):
         single = OverlapTileInferer(roi_size=(60, 76))(images[b : b + 1], net)
         assert float((together[b : b + 1] - single).abs().max()) <= 1e-5
-
-
-def test_plan_covers_image_on_grid_with_fewest_tiles() -> None:
-    sizes, outs, strides = [1, 15, 16, 17, 100, 388, 389, 700, 2048], [16, 36, 100, 388], [1, 8, 16]
-    for size, out, stride in itertools.product(sizes, outs, strides):
-        starts = plan_axis_starts(size, out, stride)
-        assert all(s % stride == 0 for s in starts)
-        assert starts == sorted(set(starts))
-        covered = np.zeros(size, bool)
-        for s in starts:
-            covered[s : s + out] = True
-        assert covered.all()
-        assert starts[-1] < size
-        # Fewest aligned tiles: the last must start at or after size - out, consecutive ones at most
-        # floor(out / stride) strides apart.
-        last = -(-(size - out) // stride) * stride
-        fewest = 1 if out >= size else 1 + -(-last // ((out // stride) * stride))
-        assert len(starts) == fewest
-
-
-def test_planner_respects_budget_and_prefers_even_division() -> None:
-    net = make_net(2, (16, 32, 64, 128, 256))
-    geo = net.geometry
-    budget = 300 * 1024**2
-    plan = plan_tiles(geo, (2048, 2048), features=net.features, in_channels=1, out_channels=3, memory_budget=budget)
-    assert plan.num_tiles > 1
-    from medunet.inference import unet_memory_bytes
-
-    assert unet_memory_bytes(geo, net.features, 1, 3, plan.input_tile) <= budget
-    # little waste: the tiles cover the image with less than one stride of overrun per axis
-    for starts, out, size, stride in zip(plan.starts, plan.output_tile, plan.image_shape, geo.stride):
-        assert starts[-1] + out - size < stride
-    unlimited = plan_tiles(geo, (2048, 2048), features=net.features, memory_budget=10**15)
-    assert unlimited.num_tiles == 1
-    with pytest.raises(ValueError, match="memory_budget=1000 bytes is too small"):
-        plan_tiles(geo, (2048, 2048), features=net.features, memory_budget=1000)
 
 
 def test_bad_arguments_are_clear_errors() -> None:
@@ -264,3 +215,13 @@ def test_progress_bar_and_separate_stitching_device(capsys: pytest.CaptureFixtur
     out = OverlapTileInferer(roi_size=(60, 60), progress=True, sw_device="cpu", device="cpu")(image, net)
     assert out.device.type == "cpu"
     assert "overlap-tile" in capsys.readouterr().err
+
+
+def test_amp_plans_with_two_bytes_per_value() -> None:
+    """Under AMP every activation takes 2 bytes, so a budget fits larger tiles than in float32."""
+    net = make_net(2, (16, 32, 64, 128, 256))
+    budget = 200 * 1024**2
+    plain = OverlapTileInferer(memory_budget=budget, amp=False).plan((2048, 2048), net)
+    halved = OverlapTileInferer(memory_budget=budget, amp=True).plan((2048, 2048), net)
+    assert halved.num_tiles < plain.num_tiles
+    assert np.prod(halved.input_tile) > np.prod(plain.input_tile)

@@ -1,31 +1,14 @@
-"""Checkpoint look-up and the random-number state that a resumed run must restore."""
+"""The random-number state that a resumed run must restore, saved in its checkpoints."""
 
 from __future__ import annotations
 
 import random
-import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["RNGState", "best_checkpoint", "latest_checkpoint"]
-
-_EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
-
-
-def latest_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest ``checkpoint_epoch=N.pt`` written by the bundle's ``CheckpointSaver``, or None."""
-    folder = Path(output_dir)
-    found = [(int(m.group(1)), p) for p in folder.glob("checkpoint_epoch=*.pt") if (m := _EPOCH.search(p.name))]
-    return str(max(found)[1]) if found else None
-
-
-def best_checkpoint(output_dir: str | Path) -> str | None:
-    """The best-by-key-metric model weights (``best_model.pt``, written by the validation handlers), or None."""
-    path = Path(output_dir) / "best_model.pt"
-    return str(path) if path.is_file() else None
+__all__ = ["RNGState"]
 
 
 class RNGState:

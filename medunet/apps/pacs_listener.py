@@ -1,5 +1,9 @@
-"""Research-PACS workflows: segment a study from the PACS and store the SEG back; a listener that segments
-every series pushed to it."""
+"""A DICOM listener: a storage SCP that segments every series pushed to it and sends the SEG back.
+
+A scanner or PACS node pushes series with C-STORE; no DICOM message says that a series is complete, so a
+series counts as complete after a quiet period, then waits in a bounded queue for the one worker that
+segments it (:class:`~medunet.apps.segmenter.BundleSegmenter`) and stores the SEG at the destination.
+"""
 
 from __future__ import annotations
 
@@ -13,103 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pydicom
-from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts, evt
 
-from medunet.engines.segmenter import BundleSegmenter
-from medunet.io.pacs import PacsClient, PacsError, _no_delay, _write_atomically
+from medunet.apps.segmenter import BundleSegmenter
+from medunet.io.pacs import PacsClient, save_received, series_folder_name, set_tcp_nodelay
 
-__all__ = ["PacsListener", "choose_series", "segment_study", "series_folder_name"]
+__all__ = ["DEFAULT_IDLE_SECONDS", "PacsListener"]
 
 logger = logging.getLogger(__name__)
 
-_NOT_IMAGES = {"SEG", "SR", "PR", "KO", "RTSTRUCT", "REG"}
-
-
-def series_folder_name(series_uid: str) -> str:
-    """Folder name for a received series: no dots, because output file names derive from it (MONAI's
-    SaveImage would take the part after a dot for a suffix)."""
-    return f"series-{series_uid.replace('.', '-')}"
-
-
-def choose_series(
-    series: Sequence[Dataset],
-    series_uid: str | None = None,
-    modality: str | None = None,
-    description: str | None = None,
-) -> Dataset:
-    """The image series to segment; raises ``PacsError`` listing the candidates when not exactly one fits."""
-    import re
-
-    candidates = [s for s in series if str(getattr(s, "Modality", "")) not in _NOT_IMAGES]
-    if series_uid:
-        candidates = [s for s in candidates if str(s.SeriesInstanceUID) == series_uid]
-    if modality:
-        candidates = [s for s in candidates if str(getattr(s, "Modality", "")).upper() == modality.upper()]
-    if description:
-        candidates = [
-            s for s in candidates if re.search(description, str(getattr(s, "SeriesDescription", "")), re.IGNORECASE)
-        ]
-    if len(candidates) == 1:
-        return candidates[0]
-    listing = "\n".join(
-        f"  - {s.SeriesInstanceUID} {getattr(s, 'Modality', '?')} {str(getattr(s, 'SeriesDescription', ''))!r}"
-        for s in series
-    )
-    raise PacsError(
-        f"{len(candidates)} series match; choose one with --series-uid, --modality or --description:\n{listing}"
-    )
-
-
-def segment_study(
-    client: PacsClient,
-    segmenter: BundleSegmenter,
-    study_uid: str,
-    work_dir: str | Path | None = None,
-    series_uid: str | None = None,
-    modality: str | None = None,
-    description: str | None = None,
-    retrieve: str = "move",
-    store: bool = True,
-) -> dict[str, Any]:
-    """Query, retrieve, segment and store back one series of a study.
-
-    Returns a summary: the series segmented, the files written, and the stored SEG's UIDs.
-    """
-    series = client.find_series(study_uid)
-    if not series:
-        raise PacsError(f"study {study_uid} not found on {client.config.describe()}")
-    chosen = choose_series(series, series_uid, modality, description)
-    uid = str(chosen.SeriesInstanceUID)
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="medunet-pacs-"))
-    folder = work / "input" / series_folder_name(uid)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    fetch = {"move": client.move_series, "get": client.get_series, "wado": client.wado_series}[retrieve]
-    files = fetch(study_uid, uid, folder)
-    timings["retrieve"] = time.perf_counter() - start
-    start = time.perf_counter()
-    outputs = segmenter.segment(folder, work / "output")
-    timings["segment"] = time.perf_counter() - start
-    seg = next((p for p in outputs if p.suffix == ".dcm"), None)
-    if seg is None:
-        raise PacsError(f"inference on series {uid} wrote no DICOM SEG (outputs: {[p.name for p in outputs]})")
-    summary: dict[str, Any] = {
-        "study_uid": study_uid,
-        "series_uid": uid,
-        "instances": len(files),
-        "outputs": [str(p) for p in outputs],
-        "seg_series_uid": str(pydicom.dcmread(seg, stop_before_pixels=True).SeriesInstanceUID),
-        "stored": False,
-    }
-    if store:
-        start = time.perf_counter()
-        client.store([seg])
-        timings["store"] = time.perf_counter() - start
-        summary["stored"] = True
-    summary["seconds"] = {k: round(v, 3) for k, v in timings.items()}
-    return summary
+DEFAULT_IDLE_SECONDS = 2.0
+"""Quiet time after which a series counts as complete (the library's and the command line's default)."""
 
 
 @dataclass
@@ -139,7 +57,7 @@ class PacsListener:
         port: int = 11112,
         allowed_aets: Sequence[str] = (),
         work_dir: str | Path | None = None,
-        idle_seconds: float = 2.0,
+        idle_seconds: float = DEFAULT_IDLE_SECONDS,
         max_queue: int = 8,
         host: str = "127.0.0.1",
         tcp_nodelay: bool = True,
@@ -175,14 +93,14 @@ class PacsListener:
                 folder = self.work / "incoming" / series_folder_name(uid)
                 entry = self._pending[uid] = _Series(folder, event.assoc.requestor.ae_title)
                 entry.folder.mkdir(parents=True, exist_ok=True)
-            _write_atomically(event, entry.folder)
+            save_received(event, entry.folder)
             entry.count += 1
             entry.last = time.monotonic()
         return 0x0000
 
     def _on_connect(self, event: evt.Event) -> None:
         if self.tcp_nodelay:
-            _no_delay(event.assoc)
+            set_tcp_nodelay(event.assoc)
 
     def _watch(self) -> None:
         while not self._stop.is_set():

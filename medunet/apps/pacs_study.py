@@ -1,0 +1,116 @@
+"""Segment a study of a research PACS: query its series, retrieve the one to segment, run the bundle on it and
+store the DICOM SEG back into the same study."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from medunet.apps.segmenter import BundleSegmenter
+from medunet.io.pacs import PacsClient, PacsError, series_folder_name
+from medunet.utils.enums import RetrieveMethod, look_up
+
+__all__ = ["choose_series", "segment_study"]
+
+logger = logging.getLogger(__name__)
+
+_NOT_IMAGES = {"SEG", "SR", "PR", "KO", "RTSTRUCT", "REG"}
+
+
+def choose_series(
+    series: Sequence[Dataset],
+    series_uid: str | None = None,
+    modality: str | None = None,
+    description: str | None = None,
+) -> Dataset:
+    """The image series to segment; raises ``PacsError`` listing the candidates when not exactly one fits."""
+    candidates = [s for s in series if str(getattr(s, "Modality", "")) not in _NOT_IMAGES]
+    if series_uid:
+        candidates = [s for s in candidates if str(s.SeriesInstanceUID) == series_uid]
+    if modality:
+        candidates = [s for s in candidates if str(getattr(s, "Modality", "")).upper() == modality.upper()]
+    if description:
+        candidates = [
+            s for s in candidates if re.search(description, str(getattr(s, "SeriesDescription", "")), re.IGNORECASE)
+        ]
+    if len(candidates) == 1:
+        return candidates[0]
+    listing = "\n".join(
+        f"  - {s.SeriesInstanceUID} {getattr(s, 'Modality', '?')} {str(getattr(s, 'SeriesDescription', ''))!r}"
+        for s in series
+    )
+    raise PacsError(
+        f"{len(candidates)} series match; choose one with --series-uid, --modality or --description:\n{listing}"
+    )
+
+
+def segment_study(
+    client: PacsClient,
+    segmenter: BundleSegmenter,
+    study_uid: str,
+    work_dir: str | Path | None = None,
+    series_uid: str | None = None,
+    modality: str | None = None,
+    description: str | None = None,
+    retrieve: str | RetrieveMethod = RetrieveMethod.MOVE,
+    store: bool = True,
+) -> dict[str, Any]:
+    """Query, retrieve, segment and store back one series of a study.
+
+    Args:
+        client: the PACS.
+        segmenter: the bundle to apply (its inference must write a DICOM SEG, as ``unet3d``'s does).
+        study_uid: the study; ``series_uid`` / ``modality`` / ``description`` (a regular expression on
+            SeriesDescription) choose the series when the study holds several image series.
+        work_dir: where the retrieved series and the outputs go (default: a new temporary folder).
+        retrieve: ``"move"``, ``"get"`` or ``"wado"`` (:class:`~medunet.utils.enums.RetrieveMethod`).
+        store: send the SEG back to the PACS.
+
+    Returns:
+        A summary: the series segmented, the files written, the SEG's series UID and the seconds per step.
+
+    Raises:
+        ValueError: an unknown ``retrieve`` method (before anything is fetched).
+        PacsError: the study or series is missing or ambiguous, or a PACS operation failed.
+    """
+    method = look_up(retrieve, RetrieveMethod, "retrieve")
+    series = client.find_series(study_uid)
+    if not series:
+        raise PacsError(f"study {study_uid} not found on {client.config.describe()}")
+    chosen = choose_series(series, series_uid, modality, description)
+    uid = str(chosen.SeriesInstanceUID)
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="medunet-pacs-"))
+    folder = work / "input" / series_folder_name(uid)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    files = client.retrieve_series(study_uid, uid, folder, method)
+    timings["retrieve"] = time.perf_counter() - start
+    start = time.perf_counter()
+    outputs = segmenter.segment(folder, work / "output")
+    timings["segment"] = time.perf_counter() - start
+    seg = next((p for p in outputs if p.suffix == ".dcm"), None)
+    if seg is None:
+        raise PacsError(f"inference on series {uid} wrote no DICOM SEG (outputs: {[p.name for p in outputs]})")
+    summary: dict[str, Any] = {
+        "study_uid": study_uid,
+        "series_uid": uid,
+        "instances": len(files),
+        "outputs": [str(p) for p in outputs],
+        "seg_series_uid": str(pydicom.dcmread(seg, stop_before_pixels=True).SeriesInstanceUID),
+        "stored": False,
+    }
+    if store:
+        start = time.perf_counter()
+        client.store([seg])
+        timings["store"] = time.perf_counter() - start
+        summary["stored"] = True
+    summary["seconds"] = {k: round(v, 3) for k, v in timings.items()}
+    return summary

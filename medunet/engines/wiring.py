@@ -1,0 +1,52 @@
+"""Small functions the bundle configs call instead of holding logic in ``$`` expressions.
+
+A bundle config wires objects together; a decision (which key feeds the weight map, what a run is called,
+which handlers a rank attaches) is made here, where it is typed and tested.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["active", "amp_default", "image_meta", "run_name", "saved_label_scale", "weight_map_source"]
+
+
+def amp_default(device: torch.device | str) -> bool:
+    """Mixed precision by default on CUDA only (the CPU gains nothing from float16 autocast here)."""
+    return torch.device(device).type == "cuda"
+
+
+def weight_map_source(binary: bool) -> str:
+    """The data key the weight map is computed from: the class label when ``binary`` (objects are its
+    connected components), else the instance labels that ``LabelToClassesd`` keeps under ``instances``."""
+    return "label" if binary else "instances"
+
+
+def run_name(bundle: str, output_dir: str | Path, stage: str | None = None) -> str:
+    """The MLflow run name: ``<bundle>[-<stage>]-<name of output_dir>``, so that a resumed run (same
+    output folder) continues its run."""
+    folder = os.path.basename(os.path.abspath(output_dir))
+    return "-".join(part for part in (bundle, stage, folder) if part)
+
+
+def saved_label_scale(output_ext: str, num_classes: int) -> int | None:
+    """Scale for MONAI's ``SaveImage``: a two-class PNG is written as 0/255 so that it is visible; other
+    outputs keep the class indices."""
+    return 255 if output_ext.lower() == ".png" and num_classes == 2 else None
+
+
+def active(handlers: Iterable[Any]) -> list[Any]:
+    """The handlers of a list without the ones disabled on this process (MONAI resolves a reference to a
+    component with ``"_disabled_": true`` to None, which an engine cannot attach)."""
+    return [h for h in handlers if h is not None]
+
+
+def image_meta(batch: Sequence[dict[str, Any]]) -> list[Any]:
+    """The image metadata of each case of a decollated batch (MONAI ``MetricsSaver``'s ``batch_transform``:
+    names the cases in the per-case metrics file)."""
+    return [case["image"].meta for case in batch]

@@ -1,0 +1,89 @@
+"""The DICOM listener against a real Orthanc: a burst of 20 series pushed at once, each segmented and stored."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pynetdicom import AE
+
+from medunet.apps.pacs_listener import DEFAULT_IDLE_SECONDS, PacsListener
+from medunet.apps.segmenter import BundleSegmenter
+from medunet.data.dicom import write_dicom_series
+from medunet.io.pacs import PacsClient, PacsConfig
+from tests.orthanc import STORAGE_PORT, Orthanc
+
+
+def _push(folder: Path, port: int, ae_title: str) -> None:
+    ae = AE(ae_title=ae_title)
+    first = pydicom.dcmread(next(folder.glob("*.dcm")))
+    ae.add_requested_context(first.SOPClassUID, first.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="MEDUNET")
+    assert assoc.is_established, f"{ae_title} could not associate"
+    for ds_path in sorted(folder.glob("*.dcm")):
+        assert int(assoc.send_c_store(pydicom.dcmread(ds_path)).Status) == 0
+    assoc.release()
+
+
+def test_listener_segments_a_burst_of_20_series(
+    in_pacs_network: Orthanc, segmenter: BundleSegmenter, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    folders = []
+    for i in range(20):
+        volume = rng.integers(0, 400, size=(20, 18, 6)).astype(np.float32)
+        folder = tmp_path / "series" / f"s{i:02d}"
+        write_dicom_series(
+            volume, folder, spacing=(1.0, 1.0, 3.0), modality="MR", rescale=(1.0, 0.0), series_description=f"burst {i}"
+        )
+        folders.append(folder)
+    listener = PacsListener(
+        segmenter,
+        PacsClient(in_pacs_network.config),
+        "MEDUNET",
+        STORAGE_PORT + 1,
+        ["PUSHER"],
+        tmp_path / "listener",
+        idle_seconds=1.0,
+        max_queue=4,
+    )
+    listener.start()
+    try:
+        with pytest.raises(AssertionError, match="STRANGER could not associate"):
+            _push(folders[0], STORAGE_PORT + 1, "STRANGER")
+        failures: list[BaseException] = []
+
+        def push(folder: Path) -> None:
+            try:
+                _push(folder, STORAGE_PORT + 1, "PUSHER")
+            except BaseException as err:
+                failures.append(err)
+
+        threads = [threading.Thread(target=push, args=(f,)) for f in folders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not failures, failures
+        assert listener.wait_idle(timeout=300)
+    finally:
+        listener.stop()
+    assert len(listener.results) == 20
+    assert {r["status"] for r in listener.results.values()} == {"stored"}, listener.results
+    assert all(r["instances"] == 6 for r in listener.results.values())
+    client = PacsClient(in_pacs_network.config)
+    seg_count = 0
+    for folder in folders:
+        study_uid = str(pydicom.dcmread(next(folder.glob("*.dcm"))).StudyInstanceUID)
+        seg_count += sum(1 for s in client.find_series(study_uid) if s.Modality == "SEG")
+    assert seg_count == 20
+
+
+def test_listener_needs_allowed_senders_and_defaults_to_the_library_quiet_time(segmenter: BundleSegmenter) -> None:
+    with pytest.raises(ValueError, match="allowed_aets must name the AE titles"):
+        PacsListener(segmenter, PacsClient(PacsConfig()), allowed_aets=[])
+    listener = PacsListener(segmenter, PacsClient(PacsConfig()), allowed_aets=["SCANNER"])
+    assert listener.idle_seconds == DEFAULT_IDLE_SECONDS

@@ -1,0 +1,42 @@
+"""The functions bundle configs call instead of ``$`` logic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from monai.data import MetaTensor
+
+from medunet.engines import active, amp_default, image_meta, run_name, saved_label_scale, weight_map_source
+
+
+def test_amp_only_on_cuda() -> None:
+    assert amp_default("cpu") is False
+    assert amp_default(torch.device("cuda:1")) is True
+
+
+def test_weight_map_source_follows_the_binary_flag() -> None:
+    assert weight_map_source(True) == "label"
+    assert weight_map_source(False) == "instances"
+
+
+def test_run_name_from_bundle_stage_and_output_folder(tmp_path: Path) -> None:
+    assert run_name("unet2d", tmp_path / "isbi") == "unet2d-isbi"
+    assert run_name("unet3d", str(tmp_path / "spleen") + "/", "eval") == "unet3d-eval-spleen"
+
+
+def test_saved_label_scale() -> None:
+    assert saved_label_scale(".png", 2) == 255
+    assert saved_label_scale(".PNG", 2) == 255
+    assert saved_label_scale(".png", 3) is None
+    assert saved_label_scale(".nii.gz", 2) is None
+
+
+def test_active_drops_disabled_handlers() -> None:
+    a, b = object(), object()
+    assert active([a, None, b, None]) == [a, b]
+
+
+def test_image_meta_of_a_decollated_batch() -> None:
+    batch = [{"image": MetaTensor(torch.zeros(1), meta={"filename_or_obj": f"case{i}"})} for i in range(2)]
+    assert [m["filename_or_obj"] for m in image_meta(batch)] == ["case0", "case1"]

@@ -1,0 +1,36 @@
+"""Atomic writes: the target is either the old or the new content, never a partial file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from medunet.utils.files import atomic_write, atomic_write_json, atomic_write_text, temporary_name
+
+
+def test_writes_create_folders_and_replace_content(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "state.json"
+    atomic_write_json(target, {"epoch": 1})
+    atomic_write_json(target, {"epoch": 2}, indent=2)
+    assert json.loads(target.read_text()) == {"epoch": 2}
+    atomic_write_text(tmp_path / "note.txt", "é")
+    assert (tmp_path / "note.txt").read_text(encoding="utf-8") == "é"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["state.json"]
+
+
+def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "model.bin"
+    atomic_write(target, lambda fh: fh.write(b"old"))
+
+    def broken(fh: BinaryIO) -> None:
+        fh.write(b"half of the new")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, broken)
+    assert target.read_bytes() == b"old"
+    assert not temporary_name(target).exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]
