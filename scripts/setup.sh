@@ -9,6 +9,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "medunet setup: $("$python" --version 2>&1 | head -n 1) found; medunet needs Python 3.11 or newer." >&2
+    echo "medunet setup: set PYTHON to a newer interpreter, e.g. PYTHON=python3.11 bash scripts/setup.sh" >&2
+    exit 1
+fi
 venv=${MEDUNET_VENV:-.venv}
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"

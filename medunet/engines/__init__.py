@@ -4,12 +4,14 @@
 from medunet.engines.data import inference_datalist, resolve_datalist
 from medunet.engines.distributed import (
     default_device,
+    distributed_model,
     finish_distributed,
     gather_inference_summary,
     init_distributed,
     is_not_rank0,
     process_rank,
     run_inference_shard,
+    world_size,
 )
 from medunet.engines.prepare_batch import ValidOutputPrepareBatch
 from medunet.engines.rng_state import RNGState
@@ -17,7 +19,7 @@ from medunet.engines.run import check_checkpoint, make_optimizer, resume_handler
 from medunet.engines.schedules import poly_lr_scheduler, resync_learning_rate
 from medunet.engines.tracking import code_version, default_tracking_uri, experiment_params, write_run_config
 from medunet.engines.wiring import active, amp_default, image_meta, run_name, saved_label_scale, weight_map_source
-from medunet.handlers.checkpoint import best_checkpoint, latest_checkpoint
+from medunet.handlers.checkpoint import best_checkpoint, best_checkpoint_path, latest_checkpoint
 
 __all__ = [
     "RNGState",
@@ -25,10 +27,12 @@ __all__ = [
     "active",
     "amp_default",
     "best_checkpoint",
+    "best_checkpoint_path",
     "check_checkpoint",
     "code_version",
     "default_device",
     "default_tracking_uri",
+    "distributed_model",
     "experiment_params",
     "finish_distributed",
     "gather_inference_summary",
@@ -48,5 +52,6 @@ __all__ = [
     "run_training",
     "saved_label_scale",
     "weight_map_source",
+    "world_size",
     "write_run_config",
 ]

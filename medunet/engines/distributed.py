@@ -20,12 +20,14 @@ from medunet.utils.files import atomic_write_json
 
 __all__ = [
     "default_device",
+    "distributed_model",
     "finish_distributed",
     "gather_inference_summary",
     "init_distributed",
     "is_not_rank0",
     "process_rank",
     "run_inference_shard",
+    "world_size",
 ]
 
 
@@ -40,6 +42,20 @@ def is_not_rank0() -> bool:
     """True on every process but rank 0: the bundles disable checkpoint writers, MLflow and console
     statistics there with ``"_disabled_": "@is_not_rank0"``."""
     return process_rank() != 0
+
+
+def world_size() -> int:
+    """Processes in the run: from the process group when it is initialised, else ``$WORLD_SIZE`` (1 alone)."""
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_world_size())
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def distributed_model(network: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """``network`` on ``device`` wrapped in ``DistributedDataParallel`` (bound to that GPU on CUDA)."""
+    device = torch.device(device)
+    ids = [device] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(network.to(device), device_ids=ids)
 
 
 def default_device() -> torch.device:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 import medunet
+from medunet.engines.distributed import process_rank
 from medunet.utils.files import atomic_write_json
 
 __all__ = ["code_version", "default_tracking_uri", "experiment_params", "write_run_config"]
@@ -88,13 +89,16 @@ def _parse_cli_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]
 
 def write_run_config(output_dir: str | Path, argv: Sequence[str] | None = None) -> str | None:
     """Writes the merged configuration of this run (config files + command-line overrides, unresolved) to
-    ``<output_dir>/config_merged.json`` and returns its path (None when not started from the bundle CLI).
+    ``<output_dir>/config_merged.json`` and returns its path (None when not started from the bundle CLI, and on
+    every ``torchrun`` process but rank 0, which keeps the run's records).
 
     MONAI's ``--tracking mlflow`` logs its own copy only when ``output_dir`` is an expression; this file is
     what medunet logs to MLflow in every run.
     """
     from monai.bundle import ConfigParser
 
+    if process_rank() != 0:
+        return None
     files, overrides = _parse_cli_overrides(list(sys.argv[1:] if argv is None else argv))
     if not files:
         return None

@@ -30,6 +30,7 @@ __all__ = [
     "AtomicCheckpointSaver",
     "atomic_save",
     "best_checkpoint",
+    "best_checkpoint_path",
     "epoch_checkpoint_name",
     "epoch_checkpoints",
     "latest_checkpoint",
@@ -57,6 +58,11 @@ def latest_checkpoint(output_dir: str | Path) -> str | None:
     """The newest ``checkpoint_epoch=N.pt`` in ``output_dir``, or None."""
     found = epoch_checkpoints(output_dir)
     return str(found[-1][1]) if found else None
+
+
+def best_checkpoint_path(output_dir: str | Path) -> str:
+    """Where ``best_model.pt`` of a run in ``output_dir`` is (whether or not it exists yet)."""
+    return str(Path(output_dir) / BEST_MODEL)
 
 
 def best_checkpoint(output_dir: str | Path) -> str | None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from monai.utils import ensure_tuple
 
-from medunet.io.dicom_seg import write_dicom_seg
+from medunet.io.dicom_seg import SegmentSpec, segments_from_metadata, write_dicom_seg
 from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES, load_image
 from medunet.utils.overlay import busiest_slice, overlay_png
 
@@ -57,21 +57,30 @@ class SaveDicomSegd(MapTransform):
     Output: ``<output_dir>/<series folder name>_seg.dcm``.
 
     Args:
-        segments: :class:`~medunet.io.dicom_seg.SegmentSpec` per label value (e.g. from the bundle's
-            ``metadata.json`` via :func:`~medunet.io.dicom_seg.segments_from_metadata`).
+        segments: :class:`~medunet.io.dicom_seg.SegmentSpec` per label value; or
+        metadata: the bundle's ``metadata.json`` content, whose ``segment_codes`` give them
+            (:func:`~medunet.io.dicom_seg.segments_from_metadata`).
         algorithm_name: recorded in the SEG's algorithm identification.
+
+    Raises:
+        ValueError: neither ``segments`` nor ``metadata`` with ``segment_codes`` given.
     """
 
     def __init__(
         self,
         keys: KeysCollection,
         output_dir: str,
-        segments: Any,
+        segments: Sequence[SegmentSpec] | None = None,
+        metadata: Mapping[str, Any] | None = None,
         algorithm_name: str = "medunet",
         output_postfix: str = "seg",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if segments is None:
+            if metadata is None:
+                raise ValueError("SaveDicomSegd needs segments or the bundle metadata (with segment_codes)")
+            segments = segments_from_metadata(metadata)
         self.output_dir, self.segments = output_dir, list(segments)
         self.algorithm_name, self.output_postfix = algorithm_name, output_postfix
 

@@ -1,0 +1,147 @@
+"""The tile cost model against measured memory: writes benchmarks/results/cost_model.json and cost_model.md.
+
+For 2D and 3D networks and several tile sizes, one inference pass runs in a fresh process (so no earlier
+allocation hides the peak); the measured peak is the growth of the peak resident set size over the resident
+size just before the pass. ``TileCostModel.peak_bytes`` is what the tile planner compares with the memory
+budget, so the ratio estimate / measured says how safe (> 1) or how tight (< 1) the planner is.
+
+One pass per configuration also runs with the network and input in bfloat16 on the CPU, to show whether
+2 bytes per value (what the model assumes under AMP, which medunet enables on CUDA only) holds there.
+
+Usage: ``python benchmarks/cost_model.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# (name, spatial dims, features, input tiles); the first two are the inference benchmark's networks.
+CASES: list[tuple[str, int, tuple[int, ...], list[tuple[int, ...]]]] = [
+    ("2d-16", 2, (16, 32, 64, 128, 256), [(284, 284), (444, 444), (604, 700), (796, 796)]),
+    ("3d-8", 3, (8, 16, 32, 64), [(92, 92, 92), (156, 156, 156), (156, 284, 188), (284, 284, 188)]),
+    ("2d-paper", 2, (64, 128, 256, 512, 1024), [(572, 572)]),
+    ("3d-paper", 3, (32, 64, 128, 256), [(132, 132, 116)]),
+]
+QUICK_CASES = [("2d-16", 2, (16, 32, 64, 128, 256), [(284, 284)]), ("3d-8", 3, (8, 16, 32, 64), [(92, 92, 92)])]
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize()
+
+
+def _measure(dims: int, features: tuple[int, ...], tile: tuple[int, ...], dtype: str, queue: Any) -> None:
+    """One pass in this fresh process: the growth of the peak resident set over the resident size before it."""
+    import gc
+
+    torch.set_num_threads(2)
+    from medunet.networks import ValidUNet
+
+    torch.manual_seed(0)
+    kind = getattr(torch, dtype)
+    net = ValidUNet(dims, 1, 2, features=features).eval().to(kind)
+    x = torch.randn(1, 1, *tile).to(kind)
+    gc.collect()
+    before = _resident_bytes()
+    with torch.inference_mode():
+        net(x)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    queue.put(peak - before)
+
+
+def measure(dims: int, features: tuple[int, ...], tile: tuple[int, ...], dtype: str = "float32") -> int:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_measure, args=(dims, features, tile, dtype, queue))
+    proc.start()
+    result = int(queue.get())
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"measuring {dims}D {tile} {dtype} failed with exit code {proc.exitcode}")
+    return result
+
+
+def run(quick: bool) -> dict[str, Any]:
+    from medunet.inference import TileCostModel
+    from medunet.networks import ValidUNet
+
+    rows = []
+    for name, dims, features, tiles in QUICK_CASES if quick else CASES:
+        net = ValidUNet(dims, 1, 2, features=features)
+        for i, tile in enumerate(tiles):
+            for dtype in ("float32", "bfloat16") if i == 0 else ("float32",):
+                cost = TileCostModel.for_network(net, getattr(torch, dtype))
+                estimate = cost.peak_bytes(tile)
+                measured = measure(dims, features, tile, dtype)
+                rows.append(
+                    {
+                        "case": name,
+                        "tile": list(tile),
+                        "dtype": dtype,
+                        "estimate_mib": round(estimate / 2**20, 1),
+                        "measured_mib": round(measured / 2**20, 1),
+                        "estimate_over_measured": round(estimate / measured, 3),
+                    }
+                )
+                print(rows[-1], flush=True)
+    summary: dict[str, Any] = {}
+    for dims in (2, 3):
+        ratios = [r["estimate_over_measured"] for r in rows if len(r["tile"]) == dims and r["dtype"] == "float32"]
+        if ratios:
+            summary[f"{dims}d_float32"] = {"min": min(ratios), "max": max(ratios)}
+    return {
+        "machine": f"{platform.machine()}, {mp.cpu_count()} cores",
+        "torch": torch.__version__,
+        "threads": 2,
+        "quick": quick,
+        "rows": rows,
+        "summary": summary,
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "# Tile cost model: estimated vs measured peak memory of one pass",
+        "",
+        f"Machine: {results['machine']}; torch {results['torch']}, {results['threads']} threads, CPU. "
+        "Measured: growth of the peak resident set over the resident size before the pass, one fresh process per "
+        "row. Estimate: `TileCostModel.peak_bytes` (what the tile planner compares with the budget).",
+        "",
+        "| network | input tile | dtype | estimate (MiB) | measured (MiB) | estimate / measured |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['case']} | {'x'.join(map(str, r['tile']))} | {r['dtype']} | {r['estimate_mib']:.1f}"
+            f" | {r['measured_mib']:.1f} | {r['estimate_over_measured']:.2f} |"
+        )
+    lines += ["", "Range of estimate / measured in float32:", ""]
+    for key, value in results["summary"].items():
+        lines.append(f"- {key}: {value['min']:.2f} to {value['max']:.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two small tiles (a smoke run, not the reported numbers)")
+    args = parser.parse_args()
+    results = run(args.quick)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "cost_model_quick" if args.quick else "cost_model"
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

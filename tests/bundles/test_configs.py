@@ -1,0 +1,101 @@
+"""The two bundles' configs: the same wiring, differing only in named settings; no logic in expressions.
+
+Each bundle stays self-contained (the model zoo and MONAI Deploy load one bundle folder), so the shared parts
+are copies; this test keeps the copies identical.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+BUNDLES = REPO / "bundles"
+
+# The settings in which unet2d and unet3d may differ; everything else in train.json / inference.json is shared.
+SETTINGS = {
+    "bundle_name",
+    "bundle_root",
+    "output_dir",
+    "input_dir",
+    "ckpt_path",
+    "default_shape",
+    "tile_output",
+    "val_tile_output",
+    "spatial_dims",
+    "features",
+    "dropout",
+    "norm",
+    "intensity_preset",
+    "output_ext",
+    "write_dicom_seg",
+    "write_overlay",
+}
+# Settings of the network and its data that inference must take over from training, per bundle.
+SHARED_WITH_TRAINING = ["spatial_dims", "in_channels", "num_classes", "features", "dropout", "norm", "pool_sizes"]
+
+
+def load(bundle: str, name: str) -> dict[str, Any]:
+    return json.loads((BUNDLES / bundle / "configs" / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["train.json", "inference.json"])
+def test_bundles_differ_only_in_their_settings(name: str) -> None:
+    two, three = load("unet2d", name), load("unet3d", name)
+    assert list(two) == list(three), "the same keys in the same order"
+    differing = {key for key in two if two[key] != three[key]}
+    assert differing <= SETTINGS, f"{name}: shared parts differ: {sorted(differing - SETTINGS)}"
+    assert "bundle_name" in differing
+
+
+@pytest.mark.parametrize("name", ["evaluate.json", "multi_gpu_train.json", "multi_gpu_inference.json", "logging.conf"])
+def test_overlays_are_identical(name: str) -> None:
+    assert (BUNDLES / "unet2d" / "configs" / name).read_bytes() == (BUNDLES / "unet3d" / "configs" / name).read_bytes()
+
+
+@pytest.mark.parametrize("bundle", ["unet2d", "unet3d"])
+def test_inference_uses_the_trained_network(bundle: str) -> None:
+    train, inference = load(bundle, "train.json"), load(bundle, "inference.json")
+    assert inference["network_def"] == train["network_def"]
+    for key in [*SHARED_WITH_TRAINING, "intensity_preset", "bundle_name", "bundle_root"]:
+        assert inference[key] == train[key], key
+    assert inference["tile_output"] == train["val_tile_output"]
+    assert train["bundle_root"] == f"bundles/{bundle}"
+
+
+def _expressions(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value.startswith("$") else []
+    if isinstance(value, dict):
+        return [e for v in value.values() for e in _expressions(v)]
+    if isinstance(value, list):
+        return [e for v in value for e in _expressions(v)]
+    return []
+
+
+def logic_in(expression: str) -> bool:
+    """An expression that decides rather than wires: a lambda or a conditional."""
+    return "lambda" in expression or " if " in expression or " else " in expression
+
+
+def test_configs_hold_no_logic_in_expressions() -> None:
+    files = sorted(BUNDLES.glob("*/configs/*.json")) + sorted((REPO / "configs").glob("*.json"))
+    assert len(files) >= 14
+    found = [
+        f"{f.relative_to(REPO)}: {e}" for f in files for e in _expressions(json.loads(f.read_text())) if logic_in(e)
+    ]
+    assert not found, "move this logic into tested Python (medunet.engines):\n" + "\n".join(found)
+
+
+def test_logic_check_flags_lambdas_and_conditionals() -> None:
+    assert logic_in("$lambda epoch: 1.0 - epoch / @epochs")
+    assert logic_in("$@train#handlers if @rank == 0 else @train#handlers[:2]")
+    assert not logic_in("$medunet.engines.run_name(@bundle_name, @output_dir)")
+
+
+def test_metadata_names_its_bundle() -> None:
+    for bundle in ("unet2d", "unet3d"):
+        assert load(bundle, "metadata.json")["name"] == f"medunet {bundle}"
