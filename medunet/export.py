@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from medunet.networks.unet import ValidUNet
+from medunet.utils.files import atomic_write
 
 __all__ = ["export_program", "load_program", "load_weights"]
 
@@ -38,9 +39,7 @@ def export_program(network: ValidUNet, tile_shape: Sequence[int], path: str | Pa
     network = network.eval()
     example = torch.zeros(batch_size, network.in_channels, *shape)
     program = torch.export.export(network, (example,))
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, out)
+    out = atomic_write(path, lambda fh: torch.export.save(program, fh))
     logger.info("exported %s for input %s to %s", type(network).__name__, tuple(example.shape), out)
     return out
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
+
+from medunet.utils.files import atomic_write_json
 
 __all__ = ["RankAudit"]
 
@@ -42,14 +43,12 @@ class RankAudit:
         for name, tensor in sorted(self.network.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(
-            json.dumps(
-                {
-                    "rank": self.rank,
-                    "epochs": engine.state.epoch,
-                    "samples": self.samples,
-                    "weights_sha256": digest.hexdigest(),
-                }
-            )
+        atomic_write_json(
+            self.path,
+            {
+                "rank": self.rank,
+                "epochs": engine.state.epoch,
+                "samples": self.samples,
+                "weights_sha256": digest.hexdigest(),
+            },
         )

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from medunet.utils.files import atomic_write
+
 __all__ = ["busiest_slice", "overlay_png", "slice2d"]
 
 # Where the prediction is drawn over the gray image: this much of its colour.
@@ -47,7 +49,5 @@ def overlay_png(image: Any, pred: Any, label: Any | None, path: str | Path) -> P
         ref = slice2d(label) > 0
         edge = ref & ~(np.roll(ref, 1, 0) & np.roll(ref, -1, 0) & np.roll(ref, 1, 1) & np.roll(ref, -1, 1))
         rgb[edge] = _REF_RGB
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb.astype(np.uint8)).save(out)
-    return out
+    picture = Image.fromarray(rgb.astype(np.uint8))
+    return atomic_write(path, lambda fh: picture.save(fh, format="PNG"))
