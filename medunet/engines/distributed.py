@@ -31,9 +31,13 @@ __all__ = [
 ]
 
 
+def _in_process_group() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
 def process_rank() -> int:
     """This process's global rank: from the process group when it is initialised, else ``$RANK`` (0 alone)."""
-    if dist.is_available() and dist.is_initialized():
+    if _in_process_group():
         return int(dist.get_rank())
     return int(os.environ.get("RANK", "0"))
 
@@ -46,7 +50,7 @@ def is_not_rank0() -> bool:
 
 def world_size() -> int:
     """Processes in the run: from the process group when it is initialised, else ``$WORLD_SIZE`` (1 alone)."""
-    if dist.is_available() and dist.is_initialized():
+    if _in_process_group():
         return int(dist.get_world_size())
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -69,7 +73,7 @@ def init_distributed(device: torch.device | str) -> None:
     """Joins the ``torchrun`` process group (NCCL on CUDA, gloo on the CPU), binds the CUDA device and
     quietens the log of every rank but 0 (warnings still show)."""
     device = torch.device(device)
-    if not dist.is_initialized():
+    if not _in_process_group():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -80,7 +84,7 @@ def init_distributed(device: torch.device | str) -> None:
 
 def finish_distributed() -> None:
     """Leaves the process group (nothing to do outside ``torchrun``)."""
-    if dist.is_available() and dist.is_initialized():
+    if _in_process_group():
         dist.destroy_process_group()
 
 
@@ -88,7 +92,7 @@ def gather_inference_summary(output_dir: str | Path, cases: Sequence[dict[str, A
     """Collects which cases every rank segmented and writes ``<output_dir>/inference_summary.json`` on rank 0
     (returns the summary there, None elsewhere). Without torch.distributed it just writes this process's list."""
     mine = [str(c["image"]) for c in cases]
-    if dist.is_available() and dist.is_initialized():
+    if _in_process_group():
         gathered: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, mine)
         rank = dist.get_rank()

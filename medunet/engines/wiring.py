@@ -11,14 +11,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+from medunet.inference.overlap_tile import amp_default
 
 __all__ = ["active", "amp_default", "image_meta", "run_name", "saved_label_scale", "weight_map_source"]
-
-
-def amp_default(device: torch.device | str) -> bool:
-    """Mixed precision by default on CUDA only (the CPU gains nothing from float16 autocast here)."""
-    return torch.device(device).type == "cuda"
 
 
 def weight_map_source(binary: bool) -> str:

@@ -67,8 +67,8 @@ def best_checkpoint_path(output_dir: str | Path) -> str:
 
 def best_checkpoint(output_dir: str | Path) -> str | None:
     """The best-by-key-metric model weights (``best_model.pt``) in ``output_dir``, or None."""
-    path = Path(output_dir) / BEST_MODEL
-    return str(path) if path.is_file() else None
+    path = best_checkpoint_path(output_dir)
+    return path if Path(path).is_file() else None
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:

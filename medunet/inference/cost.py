@@ -60,11 +60,14 @@ class TileCostModel:
             raise ValueError(f"bytes_per_value must be >= 1, got {self.bytes_per_value}")
 
     @classmethod
-    def for_network(cls, network: Any, dtype: torch.dtype = torch.float32) -> TileCostModel:
+    def for_network(
+        cls, network: Any, dtype: torch.dtype = torch.float32, geometry: UNetGeometry | None = None
+    ) -> TileCostModel:
         """The model of a :class:`~medunet.networks.ValidUNet` (or anything with ``geometry``, ``features``,
-        ``in_channels``, ``out_channels``) computing its activations in ``dtype`` (``torch.float16`` under AMP)."""
+        ``in_channels``, ``out_channels``) computing its activations in ``dtype`` (``torch.float16`` under AMP);
+        ``geometry`` replaces the network's own."""
         return cls(
-            network.geometry,
+            network.geometry if geometry is None else geometry,
             tuple(int(f) for f in network.features),
             int(getattr(network, "in_channels", 1)),
             int(getattr(network, "out_channels", 2)),

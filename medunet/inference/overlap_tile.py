@@ -26,11 +26,17 @@ from medunet.networks.geometry import UNetGeometry
 from medunet.utils.enums import OutputMode, PaddingMode, look_up
 from medunet.utils.regions import extract_region
 
-__all__ = ["OverlapTileInferer"]
+__all__ = ["OverlapTileInferer", "amp_default"]
 
 logger = logging.getLogger(__name__)
 
 _CPU_BUDGET_CAP = 8 * 1024**3
+
+
+def amp_default(device: torch.device | str) -> bool:
+    """Mixed precision by default on CUDA only (the CPU gains nothing from float16 autocast here): the inferer's
+    default and the bundles' ``amp`` setting."""
+    return torch.device(device).type == "cuda"
 
 
 def _default_memory_budget(device: torch.device) -> int:
@@ -125,7 +131,7 @@ class OverlapTileInferer(Inferer):
         return geometry, net
 
     def _amp(self, sw_device: torch.device) -> bool:
-        return self.amp if self.amp is not None else sw_device.type == "cuda"
+        return self.amp if self.amp is not None else amp_default(sw_device)
 
     def plan(
         self, image_shape: Sequence[int], network: Callable[..., torch.Tensor], sw_device: torch.device | None = None
@@ -137,16 +143,10 @@ class OverlapTileInferer(Inferer):
         device = sw_device or self.sw_device or torch.device("cpu")
         geometry, net = self._geometry(network)
         roi = (self.roi_size,) * geometry.spatial_dims if isinstance(self.roi_size, int) else self.roi_size
-        features = getattr(net, "features", None)
         cost = None
-        if features is not None:
-            cost = TileCostModel(
-                geometry,
-                tuple(int(f) for f in features),
-                int(getattr(net, "in_channels", 1)),
-                int(getattr(net, "out_channels", 2)),
-                bytes_per_value=2 if self._amp(device) else 4,
-            )
+        if getattr(net, "features", None) is not None:
+            dtype = torch.float16 if self._amp(device) else torch.float32
+            cost = TileCostModel.for_network(net, dtype, geometry)
         budget = self.memory_budget
         if roi is None and budget is None and cost is not None:
             budget = _default_memory_budget(device)

@@ -110,8 +110,9 @@ class PacsConfig:
         for name, value in values.items():
             kind = _field_kind(cls.__dataclass_fields__[name])
             if not _has_kind(value, kind):
-                shown = "(hidden)" if name in _SECRETS else repr(value)
-                raise ValueError(f"{source}: setting {name!r} = {shown} must be {_EXAMPLES.get(kind, 'a string')}")
+                raise ValueError(
+                    f"{source}: setting {name!r} = {_shown(name, value)} must be {_EXAMPLES.get(kind, 'a string')}"
+                )
         return cls(**values)
 
     @classmethod
@@ -133,9 +134,8 @@ class PacsConfig:
             try:
                 kwargs[name] = _parse_setting(value, kind)
             except ValueError:
-                shown = "(hidden)" if name in _SECRETS else repr(value)
                 raise ValueError(
-                    f"environment variable {variable}={shown} is not a valid {kind}; set it to {_EXAMPLES.get(kind, 'a value')} "
+                    f"environment variable {variable}={_shown(name, value)} is not a valid {kind}; set it to {_EXAMPLES.get(kind, 'a value')} "
                     f"or unset it to use the default ({f.default!r})"
                 ) from None
         return cls(**kwargs)
@@ -151,6 +151,11 @@ _EXAMPLES = {
     "float": "a number of seconds, e.g. 30",
     "bool": "true or false (1/0 in the environment)",
 }
+
+
+def _shown(name: str, value: Any) -> str:
+    """A setting's value for an error message: credentials are never shown."""
+    return "(hidden)" if name in _SECRETS else repr(value)
 
 
 def _field_kind(f: Any) -> str:

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from monai.utils import ensure_tuple
 
-from medunet.io.dicom_seg import SegmentSpec, segments_from_metadata, write_dicom_seg
 from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES, load_image
 from medunet.utils.overlay import busiest_slice, overlay_png
+
+if TYPE_CHECKING:
+    from medunet.io.dicom_seg import SegmentSpec
 
 __all__ = ["LoadImageOrSeriesd", "SaveDicomSegd", "SaveOverlayd"]
 
@@ -76,6 +78,9 @@ class SaveDicomSegd(MapTransform):
         output_postfix: str = "seg",
         allow_missing_keys: bool = False,
     ) -> None:
+        # highdicom (about 0.4 s to import) loads only when a SEG writer is made, not with medunet.transforms.
+        from medunet.io.dicom_seg import segments_from_metadata
+
         super().__init__(keys, allow_missing_keys)
         if segments is None:
             if metadata is None:
@@ -85,6 +90,8 @@ class SaveDicomSegd(MapTransform):
         self.algorithm_name, self.output_postfix = algorithm_name, output_postfix
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from medunet.io.dicom_seg import write_dicom_seg  # loaded by __init__ already; see there
+
         d = dict(data)
         for key in self.key_iterator(d):
             pred = d[key]
