@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Sequence
 
-from medunet.utils.enums import RetrieveMethod, option_values
+from medunet.utils.enums import LabelRule, RetrieveMethod, option_values
 
 __all__ = ["main"]
 
@@ -30,6 +30,28 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--ckpt-path", required=True, help="checkpoint (.pt) written by training")
     export.add_argument("--tile", type=int, nargs="+", required=True, help="input tile shape, a valid network input")
     export.add_argument("--output", required=True, help="where to write the .pt2 program")
+    evaluate = sub.add_parser(
+        "evaluate", help="evaluate a checkpoint on a folder of images and labels with every medunet metric"
+    )
+    evaluate.add_argument(
+        "--bundle", required=True, help="bundle folder whose inference pipeline to use, e.g. bundles/unet2d"
+    )
+    evaluate.add_argument("--checkpoint", required=True, help="trained weights (.pt)")
+    evaluate.add_argument("--images", required=True, help="folder of images (PNG/TIFF, NIfTI) or DICOM series folders")
+    evaluate.add_argument(
+        "--labels", required=True, help="folder of labels named like the images (x.png or x_seg.png, ...)"
+    )
+    evaluate.add_argument(
+        "--label-rule",
+        default="instances",
+        choices=option_values(LabelRule),
+        help="how label values map to classes: instance labels, 0/255 masks (threshold) or class indices",
+    )
+    evaluate.add_argument(
+        "--flip", type=int, nargs="*", default=[], metavar="AXIS", help="flip TTA over these spatial axes"
+    )
+    evaluate.add_argument("--output", default="evaluation", help="folder for metrics.json and metrics.csv")
+    evaluate.add_argument("--override", action="append", default=[], metavar="KEY=JSON", help="bundle config override")
     pacs = sub.add_parser("pacs", help="research-PACS workflows (settings from --config or MEDUNET_PACS_* variables)")
     pacs_sub = pacs.add_subparsers(dest="pacs_command", required=True)
     for name, text in (
@@ -70,6 +92,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _overrides(items: Sequence[str]) -> dict[str, object]:
+    """``KEY=JSON`` bundle overrides (a value that is not JSON is taken as a string)."""
+    overrides: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--override {item!r}: use KEY=JSON, e.g. flip_axes=[0,1]")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
 def _pacs(args: argparse.Namespace) -> int:
     from medunet.io.pacs import PacsClient, PacsConfig, PacsError
 
@@ -84,16 +120,7 @@ def _pacs(args: argparse.Namespace) -> int:
             return 0
         from medunet.apps.segmenter import BundleSegmenter
 
-        overrides = {}
-        for item in args.override:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise SystemExit(f"--override {item!r}: use KEY=JSON, e.g. flip_axes=[0,1]")
-            try:
-                overrides[key] = json.loads(value)
-            except json.JSONDecodeError:
-                overrides[key] = value
-        segmenter = BundleSegmenter(args.bundle, args.checkpoint, overrides)
+        segmenter = BundleSegmenter(args.bundle, args.checkpoint, _overrides(args.override))
         if args.pacs_command == "segment":
             from medunet.apps.pacs_study import segment_study
 
@@ -139,6 +166,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     if args.command == "pacs":
         return _pacs(args)
+    if args.command == "evaluate":
+        from medunet.apps.evaluation import evaluate_folder, format_table
+
+        try:
+            result = evaluate_folder(
+                args.bundle, args.checkpoint, args.images, args.labels, args.output, args.label_rule, args.flip,
+                _overrides(args.override),
+            )  # fmt: skip
+        except (ValueError, FileNotFoundError) as err:
+            raise SystemExit(f"medunet evaluate: {err}") from None
+        print(format_table(result))
+        print(f"medunet evaluate: metrics per image in {args.output}/metrics.json and metrics.csv")
+        return 0
     if args.command == "export":
         from monai.bundle import ConfigParser
 

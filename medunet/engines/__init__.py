@@ -18,7 +18,17 @@ from medunet.engines.rng_state import RNGState
 from medunet.engines.run import check_checkpoint, make_optimizer, resume_handler, run_training
 from medunet.engines.schedules import poly_lr_scheduler, resync_learning_rate
 from medunet.engines.tracking import code_version, default_tracking_uri, experiment_params, write_run_config
-from medunet.engines.wiring import active, amp_default, image_meta, run_name, saved_label_scale, weight_map_source
+from medunet.engines.wiring import (
+    active,
+    amp_default,
+    channels_last_default,
+    cuda_amp,
+    image_meta,
+    place_network,
+    run_name,
+    saved_label_scale,
+    weight_map_source,
+)
 from medunet.handlers.checkpoint import best_checkpoint, best_checkpoint_path, latest_checkpoint
 
 __all__ = [
@@ -28,8 +38,10 @@ __all__ = [
     "amp_default",
     "best_checkpoint",
     "best_checkpoint_path",
+    "channels_last_default",
     "check_checkpoint",
     "code_version",
+    "cuda_amp",
     "default_device",
     "default_tracking_uri",
     "distributed_model",
@@ -42,6 +54,7 @@ __all__ = [
     "is_not_rank0",
     "latest_checkpoint",
     "make_optimizer",
+    "place_network",
     "poly_lr_scheduler",
     "process_rank",
     "resolve_datalist",

@@ -11,9 +11,35 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from medunet.inference.overlap_tile import amp_default
+import torch
+from torch import nn
 
-__all__ = ["active", "amp_default", "image_meta", "run_name", "saved_label_scale", "weight_map_source"]
+from medunet.inference.precision import amp_default, channels_last_default, to_channels_last
+
+__all__ = [
+    "active",
+    "amp_default",
+    "channels_last_default",
+    "cuda_amp",
+    "image_meta",
+    "place_network",
+    "run_name",
+    "saved_label_scale",
+    "weight_map_source",
+]
+
+
+def place_network(network: nn.Module, device: torch.device | str, channels_last: bool) -> nn.Module:
+    """The network on ``device``, in channels-last memory format when ``channels_last`` (same object: the
+    checkpoint keys do not change)."""
+    network = network.to(device)
+    return to_channels_last(network) if channels_last else network
+
+
+def cuda_amp(amp: bool, device: torch.device | str) -> bool:
+    """Whether MONAI's engines should run their own AMP (float16 autocast with gradient scaling): CUDA only;
+    on the CPU :class:`~medunet.inference.AutocastInferer` and the overlap-tile inferer autocast to bfloat16."""
+    return bool(amp) and torch.device(device).type == "cuda"
 
 
 def weight_map_source(binary: bool) -> str:

@@ -2,12 +2,26 @@
 
 from medunet.inference.cost import TileCostModel
 from medunet.inference.overlap_tile import OverlapTileInferer
+from medunet.inference.precision import (
+    AutocastInferer,
+    amp_default,
+    autocast_dtype,
+    channels_last_default,
+    cpu_has_native_bf16,
+    to_channels_last,
+)
 from medunet.inference.tiling import TilePlan, plan_axis_starts, plan_tiles
 
 __all__ = [
+    "AutocastInferer",
     "OverlapTileInferer",
     "TileCostModel",
     "TilePlan",
+    "amp_default",
+    "autocast_dtype",
+    "channels_last_default",
+    "cpu_has_native_bf16",
     "plan_axis_starts",
     "plan_tiles",
+    "to_channels_last",
 ]

@@ -21,22 +21,17 @@ from monai.inferers import Inferer
 from torch import nn
 
 from medunet.inference.cost import TileCostModel
+from medunet.inference.precision import amp_default, autocast_dtype, to_channels_last
 from medunet.inference.tiling import TilePlan, plan_tiles
 from medunet.networks.geometry import UNetGeometry
 from medunet.utils.enums import OutputMode, PaddingMode, look_up
 from medunet.utils.regions import extract_region
 
-__all__ = ["OverlapTileInferer", "amp_default"]
+__all__ = ["OverlapTileInferer"]
 
 logger = logging.getLogger(__name__)
 
 _CPU_BUDGET_CAP = 8 * 1024**3
-
-
-def amp_default(device: torch.device | str) -> bool:
-    """Mixed precision by default on CUDA only (the CPU gains nothing from float16 autocast here): the inferer's
-    default and the bundles' ``amp`` setting."""
-    return torch.device(device).type == "cuda"
 
 
 def _default_memory_budget(device: torch.device) -> int:
@@ -79,7 +74,11 @@ class OverlapTileInferer(Inferer):
         output: ``"logits"`` or ``"probabilities"`` (softmax over channels). With flip TTA, ``"probabilities"``
             averages the softmax over flips (nnU-Net v1's mirroring) and ``"logits"`` averages the logits
             (nnU-Net v2's).
-        amp: autocast to float16 on CUDA (default: on when ``sw_device`` is CUDA; never on the CPU).
+        amp: autocast, to float16 on CUDA and bfloat16 on the CPU (default: on for CUDA only, see
+            :mod:`medunet.inference.precision`). float32 (``amp=False``) is the exactness contract: only then
+            does the tiled result equal a whole-image pass up to float32 rounding.
+        channels_last: hand the tiles to the network in channels-last memory format (convert the network
+            with :func:`~medunet.inference.precision.to_channels_last` as well for the fast kernels).
         geometry: the network's :class:`UNetGeometry`; by default read from ``network.geometry``.
 
     Shapes:
@@ -100,6 +99,7 @@ class OverlapTileInferer(Inferer):
         output: str | OutputMode = OutputMode.LOGITS,
         amp: bool | None = None,
         geometry: UNetGeometry | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if sw_batch_size < 1:
@@ -119,6 +119,7 @@ class OverlapTileInferer(Inferer):
         self.output = look_up(output, OutputMode, "output")
         self.amp = amp
         self.geometry = geometry
+        self.channels_last = bool(channels_last)
 
     def _geometry(self, network: Callable[..., torch.Tensor]) -> tuple[UNetGeometry, Any]:
         net = _unwrap(network)
@@ -138,14 +139,14 @@ class OverlapTileInferer(Inferer):
     ) -> TilePlan:
         """The tile plan this inferer uses for an image of spatial shape ``image_shape``.
 
-        The memory estimate counts 2 bytes per activation when AMP is on (float16 autocast), 4 otherwise.
+        The memory estimate counts 2 bytes per activation when AMP is on (float16 / bfloat16), 4 otherwise.
         """
         device = sw_device or self.sw_device or torch.device("cpu")
         geometry, net = self._geometry(network)
         roi = (self.roi_size,) * geometry.spatial_dims if isinstance(self.roi_size, int) else self.roi_size
         cost = None
         if getattr(net, "features", None) is not None:
-            dtype = torch.float16 if self._amp(device) else torch.float32
+            dtype = autocast_dtype(device) if self._amp(device) else torch.float32
             cost = TileCostModel.for_network(net, dtype, geometry)
         budget = self.memory_budget
         if roi is None and budget is None and cost is not None:
@@ -233,7 +234,9 @@ class OverlapTileInferer(Inferer):
                 ]
             )
             tiles = tiles.to(sw_device, non_blocking=non_blocking)
-            with torch.autocast(device_type=sw_device.type, dtype=torch.float16, enabled=amp):
+            if self.channels_last:
+                tiles = to_channels_last(tiles)
+            with torch.autocast(device_type=sw_device.type, dtype=autocast_dtype(sw_device), enabled=amp):
                 pred = network(tiles, *args, **kwargs)
             pred = pred.float().to(device)
             if output is None:

@@ -16,7 +16,18 @@ from ignite.metrics import Metric
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
-__all__ = ["ObjectF1Metric", "PixelErrorMetric", "RandErrorMetric", "object_f1", "pixel_error", "rand_error"]
+from medunet.metrics.instances import instance_scores
+
+__all__ = [
+    "InstanceMetric",
+    "ObjectF1Metric",
+    "PixelErrorMetric",
+    "RandErrorMetric",
+    "object_f1",
+    "pixel_error",
+    "rand_error",
+    "rand_error_instances",
+]
 
 
 def pixel_error(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -30,6 +41,15 @@ def rand_error(pred_foreground: np.ndarray, truth_foreground: np.ndarray) -> flo
     seg, _ = ndimage.label(np.asarray(pred_foreground) > 0)
     gt, _ = ndimage.label(np.asarray(truth_foreground) > 0)
     error, _, _ = adapted_rand_error(gt, seg, ignore_labels=(0,))
+    return float(error)
+
+
+def rand_error_instances(pred_instances: np.ndarray, truth_instances: np.ndarray) -> float:
+    """The same Rand error between two instance-label images as they are (no relabelling): for a prediction
+    whose touching objects were split by the post-processing; truth label 0 is ignored."""
+    error, _, _ = adapted_rand_error(
+        np.asarray(truth_instances).astype(np.int64), np.asarray(pred_instances).astype(np.int64), ignore_labels=(0,)
+    )
     return float(error)
 
 
@@ -105,13 +125,16 @@ class PixelErrorMetric(_MeanOverImages):
 
 
 class RandErrorMetric(_MeanOverImages):
-    """Rand error between foreground (class ``foreground_class``) components."""
+    """Rand error between foreground (class ``foreground_class``) components, or, with ``instances=True``,
+    between instance-label images as given (e.g. ``pred_instances`` and ``instances``)."""
 
-    def __init__(self, foreground_class: int = 1, **kwargs: Any) -> None:
-        self.foreground_class = foreground_class
+    def __init__(self, foreground_class: int = 1, instances: bool = False, **kwargs: Any) -> None:
+        self.foreground_class, self.instances = foreground_class, instances
         super().__init__(**kwargs)
 
     def score(self, pred: np.ndarray, truth: np.ndarray) -> float:
+        if self.instances:
+            return rand_error_instances(pred, truth)
         return rand_error(pred == self.foreground_class, truth == self.foreground_class)
 
 
@@ -127,3 +150,19 @@ class ObjectF1Metric(_MeanOverImages):
         p, _ = ndimage.label(pred == self.foreground_class)
         t, _ = ndimage.label(truth == self.foreground_class)
         return object_f1(p, t, self.iou_threshold)["f1"]
+
+
+class InstanceMetric(_MeanOverImages):
+    """One score of :func:`medunet.metrics.instances.instance_scores` (``"f1"``, ``"ap@0.50"``, ``"ap_mean"``,
+    ``"pq"``, ``"merged"``, ``"split"``, ...) averaged over images; reads ``(pred_instances, truth_instances)``,
+    each ``(B, 1, *S)`` instance labels."""
+
+    def __init__(self, score: str = "f1", **kwargs: Any) -> None:
+        known = set(instance_scores(np.zeros((1, 1), np.int32), np.zeros((1, 1), np.int32)))
+        if score not in known:
+            raise ValueError(f"score={score!r} is not an instance score; choose one of {sorted(known)}")
+        self.score_name = score
+        super().__init__(**kwargs)
+
+    def score(self, pred: np.ndarray, truth: np.ndarray) -> float:
+        return instance_scores(pred, truth)[self.score_name]

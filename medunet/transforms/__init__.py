@@ -2,6 +2,12 @@
 
 from medunet.transforms.crop import CropToOutputd, RandValidTiled, crop_to_output
 from medunet.transforms.elastic import RandUNetElastic, RandUNetElasticd
+from medunet.transforms.instances import (
+    LabelToInstancesd,
+    PredictionToInstances,
+    PredictionToInstancesd,
+    label_to_instances,
+)
 from medunet.transforms.intensity import IntensityPreset, IntensityPresetd, intensity_preset
 from medunet.transforms.io import LoadImageOrSeriesd, SaveDicomSegd, SaveOverlayd
 from medunet.transforms.labels import LabelRule, LabelToClassesd, ToGrayscaled, label_to_classes
@@ -13,7 +19,10 @@ __all__ = [
     "IntensityPresetd",
     "LabelRule",
     "LabelToClassesd",
+    "LabelToInstancesd",
     "LoadImageOrSeriesd",
+    "PredictionToInstances",
+    "PredictionToInstancesd",
     "RandUNetElastic",
     "RandUNetElasticd",
     "RandValidTiled",
@@ -25,4 +34,5 @@ __all__ = [
     "crop_to_output",
     "intensity_preset",
     "label_to_classes",
+    "label_to_instances",
 ]

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 __all__ = [
     "CheckpointMode",
+    "InstanceSplit",
     "IntensityPreset",
     "IrregularSpacing",
     "LabelRule",
@@ -48,6 +49,19 @@ class PaddingMode(StrEnum):
     REFLECT = "reflect"
     EDGE = "edge"
     CONSTANT = "constant"
+
+
+class InstanceSplit(StrEnum):
+    """How touching objects are split when a class prediction becomes instance labels.
+
+    ``none``: connected components only; ``distance``: seeded watershed on the distance to the background,
+    one seed per distance maximum; ``probability``: seeded watershed on the object probability, seeds where
+    the network is confident.
+    """
+
+    NONE = "none"
+    DISTANCE = "distance"
+    PROBABILITY = "probability"
 
 
 class OutputMode(StrEnum):

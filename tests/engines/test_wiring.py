@@ -40,3 +40,17 @@ def test_active_drops_disabled_handlers() -> None:
 def test_image_meta_of_a_decollated_batch() -> None:
     batch = [{"image": MetaTensor(torch.zeros(1), meta={"filename_or_obj": f"case{i}"})} for i in range(2)]
     assert [m["filename_or_obj"] for m in image_meta(batch)] == ["case0", "case1"]
+
+
+def test_place_network_and_cuda_amp() -> None:
+    from medunet.engines import cuda_amp, place_network
+    from medunet.networks import ValidUNet
+
+    net = ValidUNet(2, 1, 2, features=(4, 8, 16))
+    placed = place_network(net, "cpu", True)
+    assert placed is net
+    assert next(p for p in net.parameters() if p.ndim == 4).is_contiguous(memory_format=torch.channels_last)
+    assert place_network(ValidUNet(2, 1, 2, features=(4, 8, 16)), "cpu", False) is not None
+    assert cuda_amp(True, "cpu") is False
+    assert cuda_amp(True, "cuda:0") is True
+    assert cuda_amp(False, "cuda") is False

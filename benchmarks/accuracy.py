@@ -1,0 +1,349 @@
+"""Accuracy of medunet's recipes on real and generated data, under stated CPU budgets.
+
+Writes benchmarks/results/accuracy.json (settings, commands, wall times, every metric) and figures under
+benchmarks/results/accuracy_*.png; docs/benchmarks.md presents them. Sections (``--only`` picks some):
+
+- ``default``: the main job (unet2d + configs/quickstart.json) on the generated cells; object F1, AP@0.5,
+  Rand error on the 2 validation images.
+- ``isbi``: ISBI 2012, train slices 00-19, test 20-24 (configs/isbi2012_em.json + configs/isbi2012_cpu.json);
+  every metric, with and without flip test-time augmentation, beside the paper's numbers.
+- ``dsb``: DSB 2018 nuclei (12 images; the last 3 by file name test), weight map on (w0 = 10) vs off (w0 = 0,
+  class balance only), same budget, each over ``--seeds``.
+- ``3d``: the 3D network with anisotropic pooling on the EM slices stacked as a volume vs the 2D network
+  slice by slice (same recipe and epochs); spleen CT and spinal-cord MR Dice (tiny data sets).
+
+Every training runs the documented ``python -m monai.bundle run training`` command in a fresh output folder
+under ``outputs/accuracy/`` (``--reuse`` evaluates a finished folder again instead of retraining); every
+evaluation uses ``medunet.apps.evaluation`` (the ``medunet evaluate`` command's code).
+
+Usage: ``python benchmarks/accuracy.py [--only default isbi dsb 3d] [--seeds 0 1 2] [--reuse]``.
+Needs ../shared/data (or $MEDUNET_DATA_DIR) for all but ``default``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import mlflow
+import nibabel as nib
+import numpy as np
+import torch
+from PIL import Image
+
+from medunet.apps.evaluation import Predictor, evaluate_folder, load_label, score_case
+from medunet.data.datasets import dataset_root
+from medunet.transforms.functional.instances import instances_from_prediction
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+OUT = REPO / "outputs" / "accuracy"
+PAPER_ISBI = {
+    "rand_error": 0.0382,
+    "pixel_error": 0.0611,
+    "warping_error": 0.000353,
+    "note": "Ronneberger et al. 2015, Table 1: the challenge's hidden test set (30 slices), the metrics of 2015",
+}
+MAIN = ("f1", "ap@0.50", "ap_mean", "pq", "merged", "split", "rand_error", "instance_rand_error", "dice", "pixel_error")
+
+
+def train(name: str, configs: list[str], overrides: dict[str, Any], reuse: bool) -> dict[str, Any]:
+    """Runs the bundle's training in outputs/accuracy/<name>; returns command, wall time and the MLflow history."""
+    out = OUT / name
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", repr(configs).replace('"', "'"),
+           "--output_dir", str(out)]  # fmt: skip
+    for key, value in overrides.items():
+        cmd += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    done = out / "accuracy_run.json"
+    if reuse and done.is_file():
+        return json.loads(done.read_text())
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    start = time.perf_counter()
+    with open(out.parent / f"{name}.log", "w") as log:
+        subprocess.run(cmd, cwd=REPO, check=True, stdout=log, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    record = {"command": "python " + " ".join(cmd[1:]), "wall_seconds": round(wall, 1), "history": history(out)}
+    done.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def history(out: Path) -> dict[str, list[tuple[float, int, float]]]:
+    """Validation metrics per epoch as ``(minutes since the run's start, epoch, value)``."""
+    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], order_by=["attributes.start_time DESC"]
+    )
+    run = runs[0]
+    start = run.info.start_time
+    result = {}
+    for key in run.data.metrics:
+        if key.startswith("val_") or key == "train_loss":
+            result[key] = [
+                ((m.timestamp - start) / 60000, m.step, m.value)
+                for m in client.get_metric_history(run.info.run_id, key)
+            ]
+    return result
+
+
+def split_folders(pairs: list[tuple[Path, Path]], name: str) -> tuple[Path, Path]:
+    """Folders of links to the test images and labels (the evaluation command reads folders)."""
+    root = OUT / f"{name}_test"
+    if root.exists():
+        shutil.rmtree(root)
+    for sub in ("images", "labels"):
+        (root / sub).mkdir(parents=True)
+    for image, label in pairs:
+        os.symlink(image.resolve(), root / "images" / image.name)
+        os.symlink(label.resolve(), root / "labels" / image.name)
+    return root / "images", root / "labels"
+
+
+def summary(result: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: round(float(v), 4)
+        for k, v in result["mean"].items()
+        if k in MAIN or k.startswith(("vrand", "vinfo", "isbi"))
+    }
+
+
+def section_default(reuse: bool) -> dict[str, Any]:
+    run = train("default", ["bundles/unet2d/configs/train.json", "configs/quickstart.json"], {}, reuse)
+    data = json.loads((OUT / "default" / "default_data" / "dataset.json").read_text())
+    base = OUT / "default" / "default_data"
+    pairs = [(base / c["image"], base / c["label"]) for c in data["validation"]]
+    images, labels = split_folders(pairs, "default")
+    features = json.loads((REPO / "configs" / "quickstart.json").read_text())["features"]
+    result = evaluate_folder("bundles/unet2d", OUT / "default" / "best_model.pt", images, labels, OUT / "default_eval",
+                             "instances", overrides={"features": features, "device": "cpu"})  # fmt: skip
+    return {"train": run, "test_images": [p[0].name for p in pairs], "metrics": summary(result)}
+
+
+def section_isbi(reuse: bool) -> dict[str, Any]:
+    root = dataset_root() / "isbi2012_em"
+    configs = ["bundles/unet2d/configs/train.json", "configs/isbi2012_em.json", "configs/isbi2012_cpu.json"]
+    run = train("isbi2012", configs, {}, reuse)
+    pairs = [(root / "images" / f"{i:02d}.png", root / "labels" / f"{i:02d}.png") for i in range(20, 25)]
+    images, labels = split_folders(pairs, "isbi2012")
+    features = json.loads((REPO / "configs" / "isbi2012_cpu.json").read_text())["features"]
+    overrides = {"features": features, "device": "cpu", "intensity_preset": "microscopy"}
+    ckpt = OUT / "isbi2012" / "best_model.pt"
+    plain = evaluate_folder("bundles/unet2d", ckpt, images, labels, OUT / "isbi2012_eval", "threshold", (), overrides)
+    tta = evaluate_folder(
+        "bundles/unet2d", ckpt, images, labels, OUT / "isbi2012_eval_tta", "threshold", (0, 1), overrides
+    )
+    figures(ckpt, overrides, pairs[0], run)
+    return {
+        "train": run,
+        "test": "slices 20-24",
+        "metrics": summary(plain),
+        "metrics_flip_tta": summary(tta),
+        "paper": PAPER_ISBI,
+    }
+
+
+def figures(ckpt: Path, overrides: dict[str, Any], pair: tuple[Path, Path], run: dict[str, Any]) -> None:
+    """Learning curve against wall-clock minutes, and the prediction / error map of one test slice."""
+    predictor = Predictor("bundles/unet2d", ckpt, overrides)
+    probs = predictor(pair[0])
+    label = load_label(pair[1]) > 127
+    instances = instances_from_prediction(probs, **predictor.instance_kwargs)
+    image = np.asarray(Image.open(pair[0]).convert("L")).T
+    pred = probs.argmax(0) > 0
+    errors = np.zeros((*label.shape, 3), np.float32)
+    errors[pred & ~label] = (1, 0, 0)  # predicted cell on a membrane: a gap missed (merges cells)
+    errors[~pred & label] = (0, 0.6, 1)  # predicted membrane inside a cell
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
+    rng = np.random.default_rng(0)
+    colours = rng.uniform(0.2, 1, (int(instances.max()) + 1, 3))
+    colours[0] = 0
+    for ax, (title, shown) in zip(axes, [
+        ("slice 20", image.T), ("cell probability", probs[1].T), ("instances (post-processing)", colours[instances].transpose(1, 0, 2)),
+        ("errors: red = missed membrane, blue = false membrane", errors.transpose(1, 0, 2)),
+    ]):  # fmt: skip
+        ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "accuracy_isbi_slice20.png", dpi=80)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, colour in (
+        ("val_rand_error", "tab:red"),
+        ("val_instance_rand_error", "tab:orange"),
+        ("val_object_f1", "tab:green"),
+        ("val_pixel_error", "tab:blue"),
+    ):
+        if run["history"].get(key):
+            t, _, v = zip(*run["history"][key])
+            ax.plot(t, v, "o-", color=colour, label=key)
+    ax.set_xlabel("wall-clock minutes (2 CPU cores)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("ISBI 2012: validation on slices 20-24 during training", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "accuracy_isbi_curve.png", dpi=90)
+    plt.close(fig)
+
+
+def section_dsb(seeds: list[int], reuse: bool) -> dict[str, Any]:
+    root = dataset_root() / "dsb2018_nuclei"
+    files = sorted((root / "images").glob("*.png"))
+    pairs = [(p, root / "labels" / p.name) for p in files[-3:]]
+    images, labels = split_folders(pairs, "dsb2018")
+    configs = ["bundles/unet2d/configs/train.json", "configs/dsb2018_nuclei.json", "configs/dsb2018_cpu.json"]
+    recipe = json.loads((REPO / "configs" / "dsb2018_cpu.json").read_text())
+    overrides = {"features": recipe["features"], "device": "cpu"}
+    runs: dict[str, Any] = {"weight_map": [], "no_weight_map": []}
+    for seed in seeds:
+        for arm, w0 in (("weight_map", 10.0), ("no_weight_map", 0.0)):
+            name = f"dsb2018_{arm}_seed{seed}"
+            run = train(name, configs, {"seed": seed, "weight_w0": w0}, reuse)
+            result = evaluate_folder("bundles/unet2d", OUT / name / "best_model.pt", images, labels, OUT / f"{name}_eval",
+                                     "instances", (), overrides)  # fmt: skip
+            runs[arm].append(
+                {
+                    "seed": seed,
+                    "wall_seconds": run["wall_seconds"],
+                    "command": run["command"],
+                    "metrics": summary(result),
+                }
+            )
+    stats = {}
+    for arm, items in runs.items():
+        stats[arm] = {
+            k: {
+                "mean": round(float(np.mean([r["metrics"][k] for r in items])), 4),
+                "std": round(float(np.std([r["metrics"][k] for r in items])), 4),
+            }
+            for k in ("ap@0.50", "f1", "merged", "split", "ap_mean", "pq")
+        }
+    return {"test_images": [p[0].name for p in pairs], "train_images": len(files) - 3, "runs": runs, "summary": stats}
+
+
+def em_volumes() -> tuple[Path, Path]:
+    """The EM slices stacked as NIfTI volumes (x, y, z): train 00-19, test 20-24, with a data list."""
+    root = dataset_root() / "isbi2012_em"
+    out = OUT / "em3d_data"
+    out.mkdir(parents=True, exist_ok=True)
+    items = {}
+    for name, indices in (("train", range(20)), ("test", range(20, 25))):
+        img = np.stack([np.asarray(Image.open(root / "images" / f"{i:02d}.png").convert("L")).T for i in indices], -1)
+        lab = np.stack([np.asarray(Image.open(root / "labels" / f"{i:02d}.png")).T for i in indices], -1)
+        affine = np.diag([4.0, 4.0, 50.0, 1.0])  # ISBI 2012: 4x4 nm pixels, 50 nm sections
+        nib.save(nib.Nifti1Image(img.astype(np.uint8), affine), out / f"em_{name}.nii.gz")
+        nib.save(nib.Nifti1Image(lab.astype(np.uint8), affine), out / f"em_{name}_label.nii.gz")
+        items[name] = {"image": f"em_{name}.nii.gz", "label": f"em_{name}_label.nii.gz"}
+    datalist = {
+        "name": "isbi2012_em_volume",
+        "labels": {"0": "membrane", "1": "cell"},
+        "training": [items["train"]],
+        "validation": [items["test"]],
+    }
+    (out / "dataset.json").write_text(json.dumps(datalist, indent=1))
+    return out, out / "em_test.nii.gz"
+
+
+def section_3d(reuse: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    data_dir, test_volume = em_volumes()
+    em3d = {
+        "dataset_dir": str(data_dir), "label_rule": "threshold", "weight_binary": True, "weight_separate": False,
+        "intensity_preset": "microscopy", "features": [16, 32, 64, 128], "pool_sizes": [[2, 2, 1], [2, 2, 1], [2, 2, 1]],
+        "tile_output": [100, 100, 4], "val_tile_output": [100, 100, 4], "samples_per_image": 4, "optimizer_name": "adam",
+        "learning_rate": 0.001, "epochs": 30, "val_interval": 10, "num_workers": 2,
+    }  # fmt: skip
+    run3 = train("em3d", ["bundles/unet3d/configs/train.json"], em3d, reuse)
+    keys = ("features", "pool_sizes", "intensity_preset")
+    predictor = Predictor(
+        "bundles/unet3d", OUT / "em3d" / "best_model.pt", {k: em3d[k] for k in keys} | {"device": "cpu"}
+    )
+    probs = predictor(test_volume)
+    label = load_label(OUT / "em3d_data" / "em_test_label.nii.gz")
+    per_slice = [
+        score_case(probs[..., z], label[..., z], "threshold", 2, predictor.instance_kwargs)
+        for z in range(label.shape[-1])
+    ]
+    result["em_3d"] = {
+        "train": run3, "recipe": em3d,
+        "metrics_per_slice_mean": {k: round(float(np.mean([s[k] for s in per_slice])), 4) for k in per_slice[0] if k in MAIN or k.startswith("vrand")},
+    }  # fmt: skip
+    em2d = {
+        k: em3d[k] for k in ("features", "optimizer_name", "learning_rate", "epochs", "val_interval", "num_workers")
+    }
+    em2d |= {
+        "features": [16, 32, 64, 128, 256],
+        "tile_output": [100, 100],
+        "samples_per_image": 2,
+        "epochs": 15,
+        "val_interval": 5,
+    }
+    run2 = train("em2d_same_budget", ["bundles/unet2d/configs/train.json", "configs/isbi2012_em.json"], em2d, reuse)
+    root = dataset_root() / "isbi2012_em"
+    images, labels = split_folders(
+        [(root / "images" / f"{i:02d}.png", root / "labels" / f"{i:02d}.png") for i in range(20, 25)], "em2d"
+    )
+    res2 = evaluate_folder("bundles/unet2d", OUT / "em2d_same_budget" / "best_model.pt", images, labels, OUT / "em2d_eval", "threshold",
+                           (), {"features": em2d["features"], "device": "cpu"})  # fmt: skip
+    result["em_2d_slice_by_slice"] = {"train": run2, "recipe": em2d, "metrics": summary(res2)}
+    for name, overlay, extra in (
+        ("spleen_ct", "configs/spleen_ct.json", {"epochs": 30, "val_interval": 10, "features": [16, 32, 64, 128], "optimizer_name": "adam", "learning_rate": 0.001, "samples_per_image": 4}),
+        ("spinal_cord_mr", "configs/spinal_cord_mr.json", {"epochs": 30, "val_interval": 10, "features": [16, 32, 64, 128], "optimizer_name": "adam", "learning_rate": 0.001, "samples_per_image": 4}),
+    ):  # fmt: skip
+        run = train(name, ["bundles/unet3d/configs/train.json", overlay], extra, reuse)
+        dice = run["history"].get("val_mean_dice", [])
+        result[name] = {
+            "train": run,
+            "recipe": extra,
+            "final_val_dice": dice[-1][2] if dice else None,
+            "best_val_dice": max((d[2] for d in dice), default=None),
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only", nargs="+", default=["default", "isbi", "dsb", "3d"], choices=["default", "isbi", "dsb", "3d"]
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--reuse", action="store_true", help="evaluate finished training folders again instead of retraining"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "accuracy.json"
+    result = json.loads(path.read_text()) if path.is_file() else {}
+    result["machine"] = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU"
+    )
+    sections = {"default": lambda: section_default(args.reuse), "isbi": lambda: section_isbi(args.reuse),
+                "dsb": lambda: section_dsb(args.seeds, args.reuse), "3d": lambda: section_3d(args.reuse)}  # fmt: skip
+    for name in args.only:
+        start = time.perf_counter()
+        result[name] = sections[name]()
+        result[name]["section_seconds"] = round(time.perf_counter() - start, 1)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        print(
+            name,
+            json.dumps({k: v for k, v in result[name].items() if k in ("metrics", "summary")}, indent=1),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

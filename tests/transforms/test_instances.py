@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from medunet.transforms import LabelToInstancesd, PredictionToInstances, PredictionToInstancesd, label_to_instances
+from medunet.transforms.functional.instances import foreground_probability, instances_from_prediction
+
+
+def two_touching_discs(dims: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """A mask of two discs (balls) that overlap in a narrow neck, and a probability that dips at the neck."""
+    size = 40
+    grid = np.indices((size,) * dims, dtype=np.float32)
+    centre_a = np.array([20] * dims, np.float32)
+    centre_b = centre_a.copy()
+    centre_b[-1] += 17
+    centre_a[-1] -= 0
+    da = np.sqrt(sum((grid[i] - centre_a[i]) ** 2 for i in range(dims)))
+    db = np.sqrt(sum((grid[i] - centre_b[i]) ** 2 for i in range(dims)))
+    mask = (da <= 9) | (db <= 9)
+    # above 0.5 on the objects, highest at the centres, lowest at the neck between them
+    probability = (0.5 + 0.5 * np.clip(np.maximum(1 - da / 12, 1 - db / 12), 0, 1)) * mask + 0.02 * ~mask
+    return mask, probability.astype(np.float32)
+
+
+def probabilities(probability: np.ndarray) -> np.ndarray:
+    return np.stack([1 - probability, probability])
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_split_separates_touching_objects(dims: int) -> None:
+    mask, probability = two_touching_discs(dims)
+    classes = mask[None].astype(np.int64)
+    assert instances_from_prediction(classes).max() == 1  # components merge them
+    by_distance = instances_from_prediction(classes, split="distance")
+    by_probability = instances_from_prediction(probabilities(probability), split="probability", seed_threshold=0.8)
+    for labels in (by_distance, by_probability):
+        assert labels.max() == 2
+        assert np.array_equal(labels > 0, mask)  # splitting keeps every object voxel
+        # each disc centre in its own object
+        centre = (20,) * dims
+        other = (*centre[:-1], 37)
+        assert labels[centre] != labels[other]
+
+
+def test_unseeded_component_keeps_a_label_and_min_size_drops_specks() -> None:
+    mask, probability = two_touching_discs()
+    mask = mask.copy()
+    mask[0:2, 0:2] = True  # a 4-pixel speck far from both discs: probability below the seed threshold
+    probability = probability.copy()
+    probability[0:2, 0:2] = 0.55
+    labels = instances_from_prediction(probabilities(probability), split="probability", seed_threshold=0.8)
+    assert labels.max() == 3
+    assert labels[0, 0] > 0
+    assert (
+        instances_from_prediction(probabilities(probability), split="probability", seed_threshold=0.8, min_size=5).max()
+        == 2
+    )
+
+
+def test_class_indices_and_probabilities_agree_without_split() -> None:
+    mask, probability = two_touching_discs()
+    probs = probabilities(probability)
+    assert np.array_equal(instances_from_prediction(probs), instances_from_prediction(mask[None].astype(np.int64)))
+    fg, p = foreground_probability(probs)
+    assert np.array_equal(fg, mask)
+    assert p is not None
+
+
+def test_bad_arguments_are_named() -> None:
+    mask, _ = two_touching_discs()
+    with pytest.raises(ValueError, match="needs class probabilities"):
+        instances_from_prediction(mask[None].astype(np.int64), split="probability")
+    with pytest.raises(ValueError, match=r"split='watershed'.*'distance'"):
+        instances_from_prediction(mask[None].astype(np.int64), split="watershed")
+    with pytest.raises(ValueError, match="channel-first"):
+        instances_from_prediction(mask.astype(np.int64))
+    with pytest.raises(ValueError, match="foreground class 3"):
+        instances_from_prediction(np.zeros((2, 4, 4)), foreground=3)
+    with pytest.raises(ValueError, match="min_size"):
+        instances_from_prediction(mask[None].astype(np.int64), min_size=-1)
+
+
+def test_array_and_dictionary_forms_keep_metadata() -> None:
+    _mask, probability = two_touching_discs()
+    affine = torch.diag(torch.tensor([0.5, 0.5, 1.0, 1.0], dtype=torch.float64))
+    pred = MetaTensor(torch.as_tensor(probabilities(probability)), affine=affine, meta={"filename_or_obj": "a.png"})
+    out = PredictionToInstances(split="probability", seed_threshold=0.8)(pred)
+    assert isinstance(out, MetaTensor)
+    assert out.shape == (1, 40, 40)
+    assert out.dtype == torch.int32
+    assert out.meta["filename_or_obj"] == "a.png"
+    assert torch.equal(out.affine, affine)
+    d = PredictionToInstancesd(keys="pred", split="distance")({"pred": pred})
+    assert d["pred"] is pred
+    assert int(d["pred_instances"].max()) == 2
+    assert isinstance(PredictionToInstances()(probabilities(probability)), np.ndarray)
+
+
+def test_label_to_instances_follows_the_label_rule() -> None:
+    mask, _ = two_touching_discs()
+    raw = np.where(mask, 255, 0)
+    raw[:, 25:27] = 0  # a membrane between the discs
+    assert label_to_instances(raw, "threshold").max() == 2
+    assert label_to_instances((raw > 0).astype(np.int64), "classes").max() == 2
+    instances = np.array([[0, 3, 3], [4, 4, 0]])
+    assert np.array_equal(label_to_instances(instances, "instances"), instances)
+    d = LabelToInstancesd(keys="instances", rule="threshold")({"instances": torch.as_tensor(raw[None])})
+    assert d["instances"].shape == (1, 40, 40)
+    assert int(d["instances"].max()) == 2
+    with pytest.raises(ValueError, match="channel-first"):
+        LabelToInstancesd(keys="instances")({"instances": torch.zeros(2, 4, 4)})
+    with pytest.raises(ValueError, match=">= 0"):
+        label_to_instances(np.array([[-1, 0]]), "instances")
