@@ -314,6 +314,109 @@ def section_3d(reuse: bool) -> dict[str, Any]:
     return result
 
 
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _table(rows: list[tuple[str, dict[str, Any]]], keys: tuple[str, ...]) -> list[str]:
+    lines = ["| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(_fmt(m.get(k, "")) for k in keys) + " |" for name, m in rows]
+    return lines
+
+
+def render(result: dict[str, Any]) -> str:
+    """docs/benchmarks.md from accuracy.json (and the precision results when present)."""
+    out = [
+        "# Benchmarks: accuracy of medunet's recipes",
+        "",
+        "Produced by `python benchmarks/accuracy.py` (results in `benchmarks/results/accuracy.json`; "
+        "`--render` rewrites this page from them). Machine: "
+        + result.get("machine", "?")
+        + ". Every training runs the "
+        "documented `python -m monai.bundle run training` command (printed per run in the JSON) from a fresh output "
+        "folder; every evaluation uses the code of `medunet evaluate`. Seeds: the bundle's `seed` (0 unless stated).",
+        "",
+        "Metric definitions: `medunet/metrics/instances.py` (AP at IoU 0.5-0.9 as in DSB 2018 / StarDist, F1 and "
+        "panoptic quality at IoU 0.5, merged and split objects), `medunet/metrics/isbi.py` (the ISBI 2012 challenge's "
+        "V_Rand / V_Info after border thinning, higher is better, and pixel error as 1 - maximal F-score), "
+        "`medunet/metrics/segmentation.py` (Rand error = 1 - adapted Rand F-score, scikit-image's definition, "
+        "between the connected components of the predicted and true object class; *instance Rand error* is the "
+        "same score on the instances of the post-processing).",
+        "",
+    ]
+    keys = ("f1", "ap@0.50", "ap_mean", "pq", "merged", "split", "rand_error", "instance_rand_error", "dice")
+    if "default" in result:
+        d = result["default"]
+        out += ["## The main job on the generated cells", "",
+                f"`{d['train']['command']}`: {d['train']['wall_seconds'] / 60:.1f} min of training on 2 CPU cores; "
+                f"test images {', '.join(d['test_images'])} (the generated validation split).", ""]  # fmt: skip
+        out += [*_table([("unet2d + quickstart", d["metrics"])], keys), ""]
+    if "isbi" in result:
+        d = result["isbi"]
+        ikeys = (
+            "rand_error",
+            "instance_rand_error",
+            "vrand_thinned",
+            "vinfo_thinned",
+            "isbi_pixel_error",
+            "pixel_error",
+            "dice",
+            "f1",
+        )
+        out += ["## ISBI 2012 (train slices 00-19, test 20-24)", "",
+                f"`{d['train']['command']}`: {d['train']['wall_seconds'] / 60:.1f} min of training on 2 CPU cores.", ""]  # fmt: skip
+        out += _table([("no TTA", d["metrics"]), ("flip TTA (2 axes)", d["metrics_flip_tta"])], ikeys)
+        p = d["paper"]
+        out += ["", f"The paper: Rand error {p['rand_error']}, pixel error {p['pixel_error']} ({p['note']}); "
+                "theirs are not comparable one to one: another test set, and the challenge's metrics of 2015.", "",
+                "![learning curve](../benchmarks/results/accuracy_isbi_curve.png)", "",
+                "![slice 20](../benchmarks/results/accuracy_isbi_slice20.png)", ""]  # fmt: skip
+    if "dsb" in result:
+        d = result["dsb"]
+        out += ["## DSB 2018 nuclei: the weight map on vs off", "",
+                f"Train on {d['train_images']} images, test on {', '.join(d['test_images'])}; w0 = 10 vs 0 (class "
+                f"balance kept), same recipe and epochs, seeds {[r['seed'] for r in d['runs']['weight_map']]}. Mean (std) over seeds:", "",
+                "| | AP@0.5 | F1 | merged | split | AP 0.5-0.9 | PQ |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for arm in ("weight_map", "no_weight_map"):
+            s = d["summary"][arm]
+            out.append(
+                f"| {arm.replace('_', ' ')} | "
+                + " | ".join(
+                    f"{s[k]['mean']:.3f} ({s[k]['std']:.3f})"
+                    for k in ("ap@0.50", "f1", "merged", "split", "ap_mean", "pq")
+                )
+                + " |"
+            )
+        out += ["", f"Command of one run: `{d['runs']['weight_map'][0]['command']}`.", ""]
+    if "3d" in result:
+        d = result["3d"]
+        out += [
+            "## 3D",
+            "",
+            "EM slices 00-19 stacked as one volume (4x4x50 nm), tested on 20-24; per-slice metrics (mean over the 5 slices):",
+            "",
+        ]
+        out += _table([("3D U-Net, pooling (2,2,1)", d["em_3d"]["metrics_per_slice_mean"]),
+                       ("2D U-Net slice by slice", d["em_2d_slice_by_slice"]["metrics"])],
+                      ("dice", "rand_error", "instance_rand_error", "vrand_thinned", "pixel_error"))  # fmt: skip
+        out += [
+            "",
+            f"Training: 3D {d['em_3d']['train']['wall_seconds'] / 60:.1f} min, 2D {d['em_2d_slice_by_slice']['train']['wall_seconds'] / 60:.1f} min.",
+            "",
+        ]
+        for name in ("spleen_ct", "spinal_cord_mr"):
+            r = d[name]
+            out.append(f"- {name}: validation Dice {_fmt(r['final_val_dice'])} (best {_fmt(r['best_val_dice'])}) after "
+                       f"{r['train']['wall_seconds'] / 60:.1f} min; tiny data (spleen: one case, trained and validated on it; "
+                       "spinal cord: trained on T1w and T2w, validated on T2star of the same subject).")  # fmt: skip
+        out.append("")
+    precision = RESULTS / "precision.md"
+    if precision.is_file():
+        out += ["## CPU precision and memory layout", "", "From `benchmarks/results/precision.md`:", ""]
+        out += [*precision.read_text().splitlines()[2:], ""]
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

@@ -115,12 +115,17 @@ def test_inference_keeps_shape_and_affine(trained: tuple[str, Path], tmp_path: P
     assert len(outputs) == len(inputs)
     if name == "unet3d":  # a PNG overlay per case for a quick look
         assert len(list(infer_out.glob("*_overlay.png"))) == len(inputs)
-    for src, pred in zip(inputs, outputs):
+    instances = sorted(infer_out.glob("*_instances.*"))  # instance labels beside every class map
+    assert [p.name.replace("_instances", "_seg") for p in instances] == [p.name for p in outputs]
+    for src, pred, objects in zip(inputs, outputs, instances):
         if name == "unet2d":
             assert pred.name == src.name.replace(".png", "_seg.png")
             a, b = np.asarray(Image.open(src)), np.asarray(Image.open(pred))
             assert a.shape == b.shape
             assert set(np.unique(b)) <= {0, 255}
+            labels = np.asarray(Image.open(objects))
+            assert labels.shape == a.shape and labels.dtype == np.uint16
+            assert ((labels > 0) <= (b > 0)).all()  # instances lie in the object class
         else:
             assert pred.name == src.name.replace(".nii.gz", "_seg.nii.gz")
             a, b = nib.load(src), nib.load(pred)
