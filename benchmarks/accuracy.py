@@ -139,7 +139,9 @@ def section_isbi(reuse: bool) -> dict[str, Any]:
     pairs = [(root / "images" / f"{i:02d}.png", root / "labels" / f"{i:02d}.png") for i in range(20, 25)]
     images, labels = split_folders(pairs, "isbi2012")
     features = json.loads((REPO / "configs" / "isbi2012_cpu.json").read_text())["features"]
+    em = json.loads((REPO / "configs" / "isbi2012_em.json").read_text())
     overrides = {"features": features, "device": "cpu", "intensity_preset": "microscopy"}
+    overrides |= {k: v for k, v in em.items() if k.startswith("instance_")}  # EM: instances partition the image
     ckpt = OUT / "isbi2012" / "best_model.pt"
     plain = evaluate_folder("bundles/unet2d", ckpt, images, labels, OUT / "isbi2012_eval", "threshold", (), overrides)
     tta = evaluate_folder(
@@ -260,7 +262,12 @@ def em_volumes() -> tuple[Path, Path]:
 def section_3d(reuse: bool) -> dict[str, Any]:
     result: dict[str, Any] = {}
     data_dir, test_volume = em_volumes()
-    em3d = {
+    em = {
+        k: v
+        for k, v in json.loads((REPO / "configs" / "isbi2012_em.json").read_text()).items()
+        if k.startswith("instance_")
+    }
+    em3d = em | {
         "dataset_dir": str(data_dir), "label_rule": "threshold", "weight_binary": True, "weight_separate": False,
         "intensity_preset": "microscopy", "features": [16, 32, 64, 128], "pool_sizes": [[2, 2, 1], [2, 2, 1], [2, 2, 1]],
         "tile_output": [100, 100, 4], "val_tile_output": [100, 100, 4], "samples_per_image": 4, "optimizer_name": "adam",
@@ -297,7 +304,7 @@ def section_3d(reuse: bool) -> dict[str, Any]:
         [(root / "images" / f"{i:02d}.png", root / "labels" / f"{i:02d}.png") for i in range(20, 25)], "em2d"
     )
     res2 = evaluate_folder("bundles/unet2d", OUT / "em2d_same_budget" / "best_model.pt", images, labels, OUT / "em2d_eval", "threshold",
-                           (), {"features": em2d["features"], "device": "cpu"})  # fmt: skip
+                           (), {"features": em2d["features"], "device": "cpu"} | em)  # fmt: skip
     result["em_2d_slice_by_slice"] = {"train": run2, "recipe": em2d, "metrics": summary(res2)}
     for name, overlay, extra in (
         ("spleen_ct", "configs/spleen_ct.json", {"epochs": 30, "val_interval": 10, "features": [16, 32, 64, 128], "optimizer_name": "adam", "learning_rate": 0.001, "samples_per_image": 4}),

@@ -151,6 +151,7 @@ class Predictor:
             "min_size": int(parser.get_parsed_content("instance_min_size")),
             "seed_threshold": float(parser.get_parsed_content("instance_seed_threshold")),
             "seed_height": float(parser.get_parsed_content("instance_seed_height")),
+            "fill": bool(parser.get_parsed_content("instance_fill")),
         }
 
     def __call__(self, image: str | Path) -> np.ndarray:

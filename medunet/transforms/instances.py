@@ -40,8 +40,10 @@ class PredictionToInstances(Transform):
         seed_threshold: float = 0.9,
         seed_height: float = 2.0,
         use_spacing: bool = False,
+        fill: bool = False,
     ) -> None:
         self.split = look_up(split, InstanceSplit, "split")
+        self.fill = bool(fill)
         self.foreground, self.min_size = foreground, min_size
         self.seed_threshold, self.seed_height, self.use_spacing = seed_threshold, seed_height, use_spacing
 
@@ -57,6 +59,7 @@ class PredictionToInstances(Transform):
             seed_threshold=self.seed_threshold,
             seed_height=self.seed_height,
             spacing=spacing,
+            fill=self.fill,
         )[None]
         return convert_to_dst_type(
             labels, dst=prediction, dtype=torch.int32 if isinstance(prediction, torch.Tensor) else np.int32

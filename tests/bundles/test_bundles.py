@@ -124,7 +124,8 @@ def test_inference_keeps_shape_and_affine(trained: tuple[str, Path], tmp_path: P
             assert a.shape == b.shape
             assert set(np.unique(b)) <= {0, 255}
             labels = np.asarray(Image.open(objects))
-            assert labels.shape == a.shape and labels.dtype == np.uint16
+            assert labels.shape == a.shape
+            assert labels.dtype == np.uint16
             assert ((labels > 0) <= (b > 0)).all()  # instances lie in the object class
         else:
             assert pred.name == src.name.replace(".nii.gz", "_seg.nii.gz")

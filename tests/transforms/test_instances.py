@@ -112,3 +112,24 @@ def test_label_to_instances_follows_the_label_rule() -> None:
         LabelToInstancesd(keys="instances")({"instances": torch.zeros(2, 4, 4)})
     with pytest.raises(ValueError, match=">= 0"):
         label_to_instances(np.array([[-1, 0]]), "instances")
+
+
+def test_fill_partitions_the_image_along_the_probability() -> None:
+    """EM-like: two cells separated by a membrane with a one-pixel gap; filling gives two cells covering the
+    whole image, split where the probability is lowest."""
+    probability = np.full((20, 31), 0.95, np.float32)
+    probability[:, 15] = 0.1  # the membrane
+    probability[9, 15] = 0.6  # a gap: the object class leaks through it
+    probability[:, 14] = probability[:, 16] = 0.7
+    probs = probabilities(probability)
+    assert instances_from_prediction(probs).max() == 1  # components merge the cells through the gap
+    labels = instances_from_prediction(probs, split="probability", seed_threshold=0.8, fill=True)
+    assert labels.min() == 1
+    assert labels.max() == 2
+    assert (labels[:, :15] == labels[0, 0]).all()
+    assert (labels[:, 16:] == labels[0, 30]).all()
+    classes = (probability > 0.5)[None].astype(np.int64)
+    assert instances_from_prediction(classes, min_size=5, fill=True).min() == 1
+    assert instances_from_prediction(np.zeros((1, 5, 5), np.int64), fill=True).max() == 0
+    with pytest.raises(ValueError, match="needs class probabilities"):
+        instances_from_prediction(classes, split="probability", fill=True)

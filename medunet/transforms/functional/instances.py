@@ -50,6 +50,7 @@ def instances_from_prediction(
     seed_threshold: float = 0.9,
     seed_height: float = 2.0,
     spacing: Sequence[float] | None = None,
+    fill: bool = False,
 ) -> np.ndarray:
     """Instance labels ``(*S)`` (int32, 0 = background, 1..N) from a channel-first class prediction.
 
@@ -65,14 +66,20 @@ def instances_from_prediction(
         seed_height: minimal height of a distance maximum to be a seed (``split="distance"``); larger values
             split less.
         spacing: voxel size per spatial axis for the distance transform (default 1).
+        fill: partition the whole image: the seeds grow over the background too, so that objects meet at
+            one-voxel watershed lines. For images whose "background" class is a boundary between objects
+            (membranes in EM); seeds under ``min_size`` voxels are dropped first. The relief is the object
+            probability (the distance to the background for class indices).
 
-    Every connected component of the mask keeps at least one label: a component without a seed becomes one
-    object, so splitting never deletes an object.
+    Without ``fill`` every connected component of the mask keeps at least one label: a component without a
+    seed becomes one object, so splitting never deletes an object.
     """
     kind = look_up(split, InstanceSplit, "split")
     mask, probability = foreground_probability(prediction, foreground)
     if min_size < 0:
         raise ValueError(f"min_size must be >= 0, got {min_size}")
+    if fill:
+        return _partition(mask, probability, kind, min_size, seed_threshold, seed_height, spacing)
     if kind == InstanceSplit.NONE or not mask.any():
         return remove_small(label_components(mask), min_size)
     if kind == InstanceSplit.PROBABILITY:
@@ -98,3 +105,32 @@ def instances_from_prediction(
         extra = label_components(unseeded)
         labels[unseeded] = extra[unseeded] + labels.max()
     return remove_small(labels, min_size)
+
+
+def _partition(
+    mask: np.ndarray,
+    probability: np.ndarray | None,
+    kind: InstanceSplit,
+    min_size: int,
+    seed_threshold: float,
+    seed_height: float,
+    spacing: Sequence[float] | None,
+) -> np.ndarray:
+    """``fill=True``: seeds (components of the mask, confident cores, or distance maxima) flooded over the whole
+    image along the relief; every voxel belongs to an object."""
+    if not mask.any():
+        return np.zeros(mask.shape, np.int32)
+    distance = ndimage.distance_transform_edt(mask, sampling=spacing)
+    if kind == InstanceSplit.PROBABILITY:
+        if probability is None:
+            raise ValueError("split='probability' needs class probabilities (C > 1 channels), got class indices")
+        seeds = remove_small(label_components(mask & (probability > seed_threshold)), min_size)
+    elif kind == InstanceSplit.DISTANCE:
+        seeds = label_components(h_maxima(distance, seed_height).astype(bool) & mask)
+    else:
+        seeds = remove_small(label_components(mask), min_size)
+    if seeds.max() == 0:  # every seed was too small: the mask's components are the seeds
+        seeds = label_components(mask)
+    relief = -probability if probability is not None else -distance
+    structure = ndimage.generate_binary_structure(mask.ndim, 1)
+    return remove_small(watershed(relief, markers=seeds, connectivity=structure).astype(np.int32), 0)
