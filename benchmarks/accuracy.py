@@ -65,7 +65,7 @@ def train(name: str, configs: list[str], overrides: dict[str, Any], reuse: bool)
     cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", repr(configs).replace('"', "'"),
            "--output_dir", str(out)]  # fmt: skip
     for key, value in overrides.items():
-        cmd += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]  # Python literals, as fire parses them
     done = out / "accuracy_run.json"
     if reuse and done.is_file():
         return json.loads(done.read_text())

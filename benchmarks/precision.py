@@ -12,6 +12,8 @@ Writes benchmarks/results/precision.json and precision.md:
 - **Agreement**: the largest logit difference and the share of pixels whose class differs from float32, per
   mode; and the tiled-vs-whole difference of the overlap-tile inferer under bfloat16 (reported, not
   asserted: float32 is the inferer's exactness contract).
+- With a trained main-job model in outputs/accuracy/default (``benchmarks/accuracy.py --only default``): its
+  validation accuracy (Dice, object F1, AP@0.5) evaluated in each mode.
 - With ``--bundle``: the main job (unet2d + quickstart, the README's first command) trained twice, with and
   without channels-last: wall time, iterations/s and the validation metrics of each.
 
@@ -148,6 +150,27 @@ def tiled_vs_whole_bf16() -> dict[str, Any]:
     return {"image": [300, 300], "tile": [284, 284], "network": "2D features 16-256", **report}
 
 
+def trained_accuracy(run_dir: Path) -> dict[str, Any]:
+    """A trained main-job model evaluated on its validation images in each mode (the evaluation command's code)."""
+    from medunet.apps.evaluation import evaluate_folder
+
+    images, labels = run_dir.parent / "default_test" / "images", run_dir.parent / "default_test" / "labels"
+    features = json.loads((REPO / "configs" / "quickstart.json").read_text())["features"]
+    report: dict[str, Any] = {
+        "checkpoint": str(run_dir / "best_model.pt"),
+        "images": sorted(p.name for p in images.iterdir()),
+    }
+    for name, amp, cl in MODES:
+        start = time.perf_counter()
+        result = evaluate_folder(
+            "bundles/unet2d", run_dir / "best_model.pt", images, labels, Path(tempfile.mkdtemp()), "instances",
+            overrides={"features": features, "device": "cpu", "amp": amp, "channels_last": cl},
+        )  # fmt: skip
+        report[name] = {k: round(result["mean"][k], 4) for k in ("dice", "f1", "ap@0.50", "merged", "rand_error")}
+        report[name]["seconds"] = round(time.perf_counter() - start, 1)
+    return report
+
+
 def bundle_runs() -> dict[str, Any]:
     """The main job's training with channels-last on and off (fresh output folders)."""
     runs = {}
@@ -215,6 +238,17 @@ def render(result: dict[str, Any]) -> str:
         f"largest logit), bf16 {tw['bf16']['max_abs_diff']:.2e} ({tw['bf16']['relative_to_largest_logit']:.1e}). "
         "Reported, not asserted: float32 is the inferer's exactness contract.",
     ]
+    if "trained_accuracy" in result:
+        t = result["trained_accuracy"]
+        lines += ["", "## Accuracy of a trained model per mode", "",
+                  f"The main job's model (`{t['checkpoint']}`, from `benchmarks/accuracy.py`) on its validation images "
+                  f"{', '.join(t['images'])}, through the bundle's inference pipeline with `amp` / `channels_last` set:", "",
+                  "| mode | Dice | object F1 | AP@0.5 | merged | Rand error | seconds |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for name, _, _ in MODES:
+            m = t[name]
+            lines.append(
+                f"| {name} | {m['dice']} | {m['f1']} | {m['ap@0.50']} | {m['merged']} | {m['rand_error']} | {m['seconds']} |"
+            )
     if "bundle" in result:
         b = result["bundle"]
         lines += ["", "## The main job with and without channels-last", "", f"`{b['command']}`", "",
@@ -256,6 +290,9 @@ def main() -> None:
     result["training"] = training_speed(args.repeats)
     print(json.dumps(result["training"], indent=1), flush=True)
     result["tiled_vs_whole"] = tiled_vs_whole_bf16()
+    trained = REPO / "outputs" / "accuracy" / "default"
+    if (trained / "best_model.pt").is_file() and (trained.parent / "default_test").is_dir():
+        result["trained_accuracy"] = trained_accuracy(trained)
     if args.bundle:
         result["bundle"] = bundle_runs()
     cl = result["inference_2d"]["fp32+cl"]["speedup_vs_fp32"]

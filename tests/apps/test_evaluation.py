@@ -139,3 +139,24 @@ def test_missing_label_exits_with_the_image_named(tmp_path: Path, checkpoint: Pa
     with pytest.raises(SystemExit, match=r"medunet evaluate: no label for image .*a\.png"):
         main(["evaluate", "--bundle", str(REPO / "bundles" / "unet2d"), "--checkpoint", str(checkpoint),
               "--images", str(images), "--labels", str(tmp_path / "other")])  # fmt: skip
+
+
+def test_dicom_series_with_a_label_series(tmp_path: Path) -> None:
+    """3D: a DICOM image series folder and a label series folder of the same name."""
+    from medunet.data.dicom import write_dicom_series
+
+    small = {"features": [4, 8, 16, 32], "pool_sizes": [[2, 2, 1]] * 3, "tile_output": [32, 32, 8], "device": "cpu",
+             "intensity_preset": "mr", "instance_min_size": 0}  # fmt: skip
+    torch.manual_seed(0)
+    net = ValidUNet(3, 1, 2, features=small["features"], norm="batch", dropout=0.0, pool_sizes=small["pool_sizes"])
+    torch.save({"model": net.state_dict()}, tmp_path / "model.pt")
+    volume = np.random.default_rng(0).integers(0, 300, size=(24, 20, 6)).astype(np.float32)
+    label = np.zeros(volume.shape, np.float32)
+    label[4:12, 4:12, 1:5] = 1
+    write_dicom_series(volume, tmp_path / "images" / "case1", modality="MR", rescale=(1.0, 0.0))
+    write_dicom_series(label, tmp_path / "labels" / "case1", modality="MR", rescale=(1.0, 0.0))
+    result = evaluate_folder(REPO / "bundles" / "unet3d", tmp_path / "model.pt", tmp_path / "images", tmp_path / "labels",
+                             tmp_path / "out", "classes", overrides=small)  # fmt: skip
+    case = result["cases"][0]
+    assert case["label"].endswith("case1") and case["n_true"] == 1
+    assert 0.0 <= case["dice"] <= 1.0 and "vrand_thinned" not in case  # the 2D challenge scores are 2D only
