@@ -45,6 +45,7 @@ from PIL import Image
 
 from medunet.apps.evaluation import Predictor, evaluate_folder, load_label, score_case
 from medunet.data.datasets import dataset_root
+from medunet.handlers.checkpoint import latest_checkpoint
 from medunet.transforms.functional.instances import instances_from_prediction
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,6 +100,15 @@ def history(out: Path) -> dict[str, list[tuple[float, int, float]]]:
     return result
 
 
+def final_weights(name: str) -> Path:
+    """The last epoch's weights. The test images also serve as the bundles' validation set here, so choosing
+    the checkpoint with the best validation score would select on the test set."""
+    found = latest_checkpoint(OUT / name)
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint_epoch=N.pt in {OUT / name}")
+    return Path(found)
+
+
 def split_folders(pairs: list[tuple[Path, Path]], name: str) -> tuple[Path, Path]:
     """Folders of links to the test images and labels (the evaluation command reads folders)."""
     root = OUT / f"{name}_test"
@@ -127,7 +137,7 @@ def section_default(reuse: bool) -> dict[str, Any]:
     pairs = [(base / c["image"], base / c["label"]) for c in data["validation"]]
     images, labels = split_folders(pairs, "default")
     features = json.loads((REPO / "configs" / "quickstart.json").read_text())["features"]
-    result = evaluate_folder("bundles/unet2d", OUT / "default" / "best_model.pt", images, labels, OUT / "default_eval",
+    result = evaluate_folder("bundles/unet2d", final_weights("default"), images, labels, OUT / "default_eval",
                              "instances", overrides={"features": features, "device": "cpu"})  # fmt: skip
     return {"train": run, "test_images": [p[0].name for p in pairs], "metrics": summary(result)}
 
@@ -142,7 +152,7 @@ def section_isbi(reuse: bool) -> dict[str, Any]:
     em = json.loads((REPO / "configs" / "isbi2012_em.json").read_text())
     overrides = {"features": features, "device": "cpu", "intensity_preset": "microscopy"}
     overrides |= {k: v for k, v in em.items() if k.startswith("instance_")}  # EM: instances partition the image
-    ckpt = OUT / "isbi2012" / "best_model.pt"
+    ckpt = final_weights("isbi2012")
     plain = evaluate_folder("bundles/unet2d", ckpt, images, labels, OUT / "isbi2012_eval", "threshold", (), overrides)
     tta = evaluate_folder(
         "bundles/unet2d", ckpt, images, labels, OUT / "isbi2012_eval_tta", "threshold", (0, 1), overrides
@@ -214,7 +224,7 @@ def section_dsb(seeds: list[int], reuse: bool) -> dict[str, Any]:
         for arm, w0 in (("weight_map", 10.0), ("no_weight_map", 0.0)):
             name = f"dsb2018_{arm}_seed{seed}"
             run = train(name, configs, {"seed": seed, "weight_w0": w0}, reuse)
-            result = evaluate_folder("bundles/unet2d", OUT / name / "best_model.pt", images, labels, OUT / f"{name}_eval",
+            result = evaluate_folder("bundles/unet2d", final_weights(name), images, labels, OUT / f"{name}_eval",
                                      "instances", (), overrides)  # fmt: skip
             runs[arm].append(
                 {
@@ -276,7 +286,7 @@ def section_3d(reuse: bool) -> dict[str, Any]:
     run3 = train("em3d", ["bundles/unet3d/configs/train.json"], em3d, reuse)
     keys = ("features", "pool_sizes", "intensity_preset")
     predictor = Predictor(
-        "bundles/unet3d", OUT / "em3d" / "best_model.pt", {k: em3d[k] for k in keys} | {"device": "cpu"}
+        "bundles/unet3d", final_weights("em3d"), {k: em3d[k] for k in keys} | {"device": "cpu"}
     )
     probs = predictor(test_volume)
     label = load_label(OUT / "em3d_data" / "em_test_label.nii.gz")
@@ -303,7 +313,7 @@ def section_3d(reuse: bool) -> dict[str, Any]:
     images, labels = split_folders(
         [(root / "images" / f"{i:02d}.png", root / "labels" / f"{i:02d}.png") for i in range(20, 25)], "em2d"
     )
-    res2 = evaluate_folder("bundles/unet2d", OUT / "em2d_same_budget" / "best_model.pt", images, labels, OUT / "em2d_eval", "threshold",
+    res2 = evaluate_folder("bundles/unet2d", final_weights("em2d_same_budget"), images, labels, OUT / "em2d_eval", "threshold",
                            (), {"features": em2d["features"], "device": "cpu"} | em)  # fmt: skip
     result["em_2d_slice_by_slice"] = {"train": run2, "recipe": em2d, "metrics": summary(res2)}
     for name, overlay, extra in (
