@@ -40,7 +40,7 @@ def test_segment_tcia_study_and_store_seg(
     fetched = client.get_series(study_uid, summary["seg_series_uid"], tmp_path / "seg")
     source = load_image(series_dir)
     labels = read_dicom_seg(fetched[0], source.meta["SOPInstanceUIDs"])
-    nifti = next(Path(p) for p in summary["outputs"] if p.endswith(".nii.gz"))
+    nifti = next(Path(p) for p in summary["outputs"] if p.endswith("_seg.nii.gz"))
     expected = np.asarray(nib.load(nifti).dataobj)
     assert labels.any()
     np.testing.assert_array_equal(labels, expected)
