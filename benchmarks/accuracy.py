@@ -161,6 +161,7 @@ def section_isbi(reuse: bool) -> dict[str, Any]:
     return {
         "train": run,
         "test": "slices 20-24",
+        "checkpoint": ckpt.name,
         "metrics": summary(plain),
         "metrics_flip_tta": summary(tta),
         "paper": PAPER_ISBI,
@@ -285,9 +286,7 @@ def section_3d(reuse: bool) -> dict[str, Any]:
     }  # fmt: skip
     run3 = train("em3d", ["bundles/unet3d/configs/train.json"], em3d, reuse)
     keys = ("features", "pool_sizes", "intensity_preset")
-    predictor = Predictor(
-        "bundles/unet3d", final_weights("em3d"), {k: em3d[k] for k in keys} | {"device": "cpu"}
-    )
+    predictor = Predictor("bundles/unet3d", final_weights("em3d"), {k: em3d[k] for k in keys} | {"device": "cpu"})
     probs = predictor(test_volume)
     label = load_label(OUT / "em3d_data" / "em_test_label.nii.gz")
     per_slice = [
@@ -351,7 +350,9 @@ def render(result: dict[str, Any]) -> str:
         + result.get("machine", "?")
         + ". Every training runs the "
         "documented `python -m monai.bundle run training` command (printed per run in the JSON) from a fresh output "
-        "folder; every evaluation uses the code of `medunet evaluate`. Seeds: the bundle's `seed` (0 unless stated).",
+        "folder; every evaluation uses the code of `medunet evaluate` on the weights of the last epoch (the test images are "
+        "also the bundles' validation set here, so a best-by-validation checkpoint would be chosen on the test set). "
+        "Seeds: the bundle's `seed` (0 unless stated).",
         "",
         "Metric definitions: `medunet/metrics/instances.py` (AP at IoU 0.5-0.9 as in DSB 2018 / StarDist, F1 and "
         "panoptic quality at IoU 0.5, merged and split objects), `medunet/metrics/isbi.py` (the ISBI 2012 challenge's "

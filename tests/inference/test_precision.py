@@ -24,6 +24,7 @@ def test_defaults() -> None:
     assert amp_default("cpu") is False
     assert amp_default("cuda") is True
     assert channels_last_default("cpu") is True
+    assert channels_last_default("cpu", training=True) is False
     assert isinstance(cpu_has_native_bf16(), bool)
 
 
