@@ -11,10 +11,12 @@ out=${MEDUNET_OUTPUT_DIR:-outputs}
 python -m monai.bundle run training \
     --config_file "['bundles/unet2d/configs/train.json','configs/quickstart.json']" \
     --output_dir "$out/unet2d"
+# the network width of the quickstart recipe (configs/quickstart.json), which the inference config must match
 python -m monai.bundle run inference \
     --config_file bundles/unet2d/configs/inference.json \
+    --features "[16, 32, 64, 128, 256]" \
     --input_dir "$out/unet2d/default_data/imagesTr" \
     --output_dir "$out/unet2d_inference" \
     --ckpt_path "$out/unet2d/best_model.pt"
 echo "medunet: model and MLflow run in $out/unet2d (mlflow ui --backend-store-uri sqlite:///$out/unet2d/mlflow/mlflow.db),"
-echo "medunet: segmentations in $out/unet2d_inference, validation overlay in $out/unet2d/val_overlay.png"
+echo "medunet: class maps (*_seg.png) and instance labels (*_instances.png) in $out/unet2d_inference, validation overlay in $out/unet2d/val_overlay.png"

@@ -99,3 +99,10 @@ def test_logic_check_flags_lambdas_and_conditionals() -> None:
 def test_metadata_names_its_bundle() -> None:
     for bundle in ("unet2d", "unet3d"):
         assert load(bundle, "metadata.json")["name"] == f"medunet {bundle}"
+
+
+def test_main_job_infers_with_the_width_it_trained() -> None:
+    """scripts/main.sh trains with configs/quickstart.json and must give inference the same network width."""
+    features = json.loads((REPO / "configs" / "quickstart.json").read_text())["features"]
+    script = (REPO / "scripts" / "main.sh").read_text()
+    assert f'--features "{features}"' in script
