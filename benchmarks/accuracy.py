@@ -341,6 +341,10 @@ def _table(rows: list[tuple[str, dict[str, Any]]], keys: tuple[str, ...]) -> lis
     return lines
 
 
+def _notes(section: dict[str, Any]) -> list[str]:
+    return [f"- {note}" for note in section.get("notes", [])] + ([""] if section.get("notes") else [])
+
+
 def render(result: dict[str, Any]) -> str:
     """docs/benchmarks.md from accuracy.json (and the precision results when present)."""
     out = [
@@ -369,7 +373,7 @@ def render(result: dict[str, Any]) -> str:
         out += ["## The main job on the generated cells", "",
                 f"`{d['train']['command']}`: {d['train']['wall_seconds'] / 60:.1f} min of training on 2 CPU cores; "
                 f"test images {', '.join(d['test_images'])} (the generated validation split).", ""]  # fmt: skip
-        out += [*_table([("unet2d + quickstart", d["metrics"])], keys), ""]
+        out += [*_table([("unet2d + quickstart", d["metrics"])], keys), "", *_notes(d)]
     if "isbi" in result:
         d = result["isbi"]
         ikeys = (
@@ -389,7 +393,7 @@ def render(result: dict[str, Any]) -> str:
         out += ["", f"The paper: Rand error {p['rand_error']}, pixel error {p['pixel_error']} ({p['note']}); "
                 "theirs are not comparable one to one: another test set, and the challenge's metrics of 2015.", "",
                 "![learning curve](../benchmarks/results/accuracy_isbi_curve.png)", "",
-                "![slice 20](../benchmarks/results/accuracy_isbi_slice20.png)", ""]  # fmt: skip
+                "![slice 20](../benchmarks/results/accuracy_isbi_slice20.png)", "", *_notes(d)]  # fmt: skip
     if "dsb" in result:
         d = result["dsb"]
         out += ["## DSB 2018 nuclei: the weight map on vs off", "",
@@ -406,7 +410,7 @@ def render(result: dict[str, Any]) -> str:
                 )
                 + " |"
             )
-        out += ["", f"Command of one run: `{d['runs']['weight_map'][0]['command']}`.", ""]
+        out += ["", f"Command of one run: `{d['runs']['weight_map'][0]['command']}`.", "", *_notes(d)]
     if "3d" in result:
         d = result["3d"]
         out += [
@@ -445,7 +449,11 @@ def main() -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="evaluate finished training folders again instead of retraining"
     )
+    parser.add_argument("--render", action="store_true", help="only rewrite docs/benchmarks.md from accuracy.json")
     args = parser.parse_args()
+    if args.render:
+        (REPO / "docs" / "benchmarks.md").write_text(render(json.loads((RESULTS / "accuracy.json").read_text())))
+        return
     torch.set_num_threads(2)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "accuracy.json"
@@ -465,6 +473,7 @@ def main() -> None:
             json.dumps({k: v for k, v in result[name].items() if k in ("metrics", "summary")}, indent=1),
             flush=True,
         )
+    (REPO / "docs" / "benchmarks.md").write_text(render(result))
 
 
 if __name__ == "__main__":
