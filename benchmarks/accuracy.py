@@ -432,6 +432,7 @@ def render(result: dict[str, Any]) -> str:
             out.append(f"- {name}: validation Dice {_fmt(r['final_val_dice'])} (best {_fmt(r['best_val_dice'])}) after "
                        f"{r['train']['wall_seconds'] / 60:.1f} min; tiny data (spleen: one case, trained and validated on it; "
                        "spinal cord: trained on T1w and T2w, validated on T2star of the same subject).")  # fmt: skip
+        out += _notes(d)
         out.append("")
     precision = RESULTS / "precision.md"
     if precision.is_file():
