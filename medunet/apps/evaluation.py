@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.bundle import ConfigParser
+from monai.utils import convert_to_numpy
 
+from medunet.apps.segmenter import inference_bundle
 from medunet.engines.data import inference_datalist
-from medunet.engines.run import check_checkpoint
 from medunet.export import load_weights
 from medunet.metrics import instance_scores, isbi_scores, pixel_error, rand_error, rand_error_instances
 from medunet.transforms import LoadImageOrSeriesd, label_to_classes, label_to_instances
@@ -134,13 +134,7 @@ class Predictor:
         overrides: dict[str, Any] | None = None,
         flip_axes: Sequence[int] = (),
     ) -> None:
-        configs = Path(bundle_dir) / "configs"
-        if not (configs / "inference.json").is_file():
-            raise FileNotFoundError(f"{configs / 'inference.json'} not found; --bundle must be a medunet bundle folder")
-        check_checkpoint(checkpoint)
-        parser = ConfigParser()
-        parser.read_config(str(configs / "inference.json"))
-        parser.update({"bundle_root": str(bundle_dir), **(overrides or {}), "flip_axes": list(flip_axes)})
+        parser = inference_bundle(bundle_dir, checkpoint, {**(overrides or {}), "flip_axes": list(flip_axes)})
         self.network = load_weights(parser.get_parsed_content("network"), checkpoint).eval()
         self.device = torch.device(parser.get_parsed_content("device"))
         self.preprocessing = parser.get_parsed_content("preprocessing")
@@ -168,6 +162,7 @@ def score_case(
     num_classes: int,
     instance_kwargs: dict[str, Any],
     label_name: str = "label",
+    image_name: str = "the prediction",
 ) -> dict[str, float]:
     """Every metric of one case: ``probs`` ``(C, *S)`` against a data set's ``label`` ``(*S)``.
 
@@ -176,7 +171,10 @@ def score_case(
     """
     spatial = tuple(probs.shape[1:])
     if label.shape != spatial:
-        raise ValueError(f"{label_name} has shape {label.shape}, the prediction {spatial}")
+        raise ValueError(
+            f"{label_name} has shape {label.shape}, {image_name} has {spatial}; "
+            "labels must have the image's size (same grid, no channel axis)"
+        )
     try:
         truth_classes = label_to_classes(label, rule, num_classes)
         truth_instances = label_to_instances(label, rule)
@@ -197,8 +195,7 @@ def score_case(
 
 def load_label(path: str | Path) -> np.ndarray:
     """A label file or DICOM label series as a spatial array in the loader's axis order (as the images)."""
-    tensor = LoadImageOrSeriesd(keys="label", label_keys="label")({"label": str(path)})["label"]
-    label = np.asarray(tensor.detach().cpu().numpy() if isinstance(tensor, torch.Tensor) else tensor)
+    label = convert_to_numpy(LoadImageOrSeriesd(keys="label", label_keys="label")({"label": str(path)})["label"])
     return label[0] if label.ndim > 2 and label.shape[0] == 1 else label
 
 
@@ -224,15 +221,15 @@ def evaluate_folder(
     predictor = Predictor(bundle_dir, checkpoint, overrides, flip_axes)
     cases: list[dict[str, Any]] = []
     for i, pair in enumerate(pairs, start=1):
-        label = load_label(pair["label"])
-        probs = predictor(pair["image"])
-        if label.shape != probs.shape[1:]:
-            raise ValueError(
-                f"label {pair['label']} has shape {label.shape}, its image {pair['image']} has {probs.shape[1:]}; "
-                "labels must have the image's size (same grid, no channel axis)"
-            )
+        label, probs = load_label(pair["label"]), predictor(pair["image"])
         scores = score_case(
-            probs, label, rule, predictor.num_classes, predictor.instance_kwargs, f"label {pair['label']}"
+            probs,
+            label,
+            rule,
+            predictor.num_classes,
+            predictor.instance_kwargs,
+            f"label {pair['label']}",
+            f"its image {pair['image']}",
         )
         cases.append({"image": pair["image"], "label": pair["label"], **scores})
         logger.info("evaluated %d/%d: %s", i, len(pairs), Path(pair["image"]).name)

@@ -15,9 +15,25 @@ from monai.bundle import ConfigParser
 from medunet.engines.run import check_checkpoint
 from medunet.export import load_weights
 
-__all__ = ["BundleSegmenter"]
+__all__ = ["BundleSegmenter", "inference_bundle"]
 
 logger = logging.getLogger(__name__)
+
+
+def inference_bundle(
+    bundle_dir: str | Path, checkpoint: str | Path, overrides: dict[str, Any] | None = None
+) -> ConfigParser:
+    """The parser of ``<bundle>/configs/inference.json`` (with ``metadata.json``) and ``overrides``, after checking
+    that the bundle and the checkpoint exist (errors name them)."""
+    configs = Path(bundle_dir) / "configs"
+    if not (configs / "inference.json").is_file():
+        raise FileNotFoundError(f"{configs / 'inference.json'} not found; --bundle must be a medunet bundle folder")
+    check_checkpoint(checkpoint)
+    parser = ConfigParser()
+    parser.read_config(str(configs / "inference.json"))
+    parser.read_meta(str(configs / "metadata.json"))
+    parser.update({"bundle_root": str(bundle_dir), **(overrides or {})})
+    return parser
 
 
 class BundleSegmenter:
@@ -34,17 +50,10 @@ class BundleSegmenter:
     """
 
     def __init__(self, bundle_dir: str | Path, checkpoint: str | Path, overrides: dict[str, Any] | None = None) -> None:
-        configs = Path(bundle_dir) / "configs"
-        if not (configs / "inference.json").is_file():
-            raise FileNotFoundError(f"{configs / 'inference.json'} not found; --bundle must be a medunet bundle folder")
-        check_checkpoint(checkpoint)
-        self.parser = ConfigParser()
-        self.parser.read_config(str(configs / "inference.json"))
-        self.parser.read_meta(str(configs / "metadata.json"))
         # Outputs are written to a staging folder and moved to each call's output folder, so the pipeline is
         # parsed once.
         self._staging = Path(tempfile.mkdtemp(prefix="medunet-segmenter-"))
-        self.parser.update({"bundle_root": str(bundle_dir), **(overrides or {}), "output_dir": str(self._staging)})
+        self.parser = inference_bundle(bundle_dir, checkpoint, {**(overrides or {}), "output_dir": str(self._staging)})
         self.network = load_weights(self.parser.get_parsed_content("network"), checkpoint).eval()
         self.device = torch.device(self.parser.get_parsed_content("device"))
         self.preprocessing = self.parser.get_parsed_content("preprocessing")

@@ -19,6 +19,7 @@ __all__ = ["LabelToInstancesd", "PredictionToInstances", "PredictionToInstancesd
 
 
 def _numpy(x: Any) -> np.ndarray:
+    # not MONAI's convert_to_numpy: it fails on bfloat16 tensors (autocast output), which are widened here
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
         return (x.float() if x.is_floating_point() else x).numpy()
