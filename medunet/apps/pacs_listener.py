@@ -20,7 +20,14 @@ from typing import Any
 from pynetdicom import AE, StoragePresentationContexts, evt
 
 from medunet.apps.segmenter import BundleSegmenter
-from medunet.io.pacs import PacsClient, save_received, series_folder_name, set_tcp_nodelay
+from medunet.io.pacs import (
+    STATUS_CANNOT_UNDERSTAND,
+    PacsClient,
+    checked_uid,
+    save_received,
+    series_folder_name,
+    set_tcp_nodelay,
+)
 
 __all__ = ["DEFAULT_IDLE_SECONDS", "PacsListener"]
 
@@ -42,6 +49,8 @@ class PacsListener:
     """A storage SCP that segments every series pushed to it and sends the SEG to ``destination``.
 
     - Only the AE titles in ``allowed_aets`` may store; others are rejected at association.
+    - An instance whose SeriesInstanceUID or SOPInstanceUID is not a DICOM UID (digits and dots) is refused
+      with a failure status (0xC000) and nothing is written: those UIDs name files and folders.
     - A series counts as complete when no instance of it arrived for ``idle_seconds``; it then enters a
       bounded FIFO queue (``max_queue``) that one worker empties in arrival order. When the queue is full the
       completion check waits, so a burst is slowed down, never dropped.
@@ -83,7 +92,12 @@ class PacsListener:
 
     # storage SCP side
     def _on_store(self, event: evt.Event) -> int:
-        uid = str(event.dataset.SeriesInstanceUID)
+        try:  # both UIDs become paths: a sender's "../" or absolute path must not leave the work folder
+            uid = checked_uid(event.dataset.get("SeriesInstanceUID"), "SeriesInstanceUID")
+            checked_uid(event.dataset.get("SOPInstanceUID"), "SOPInstanceUID")
+        except ValueError as err:
+            logger.error("refused an instance from %s: %s", event.assoc.requestor.ae_title, err)
+            return STATUS_CANNOT_UNDERSTAND
         with self._lock:
             entry = self._pending.get(uid) or self._queued.get(uid)
             if entry is None:
@@ -124,7 +138,7 @@ class PacsListener:
             with self._lock:
                 entry = self._queued.pop(uid)
             try:
-                outputs = self.segmenter.segment(entry.folder, self.work / "output" / uid)
+                outputs = self.segmenter.segment(entry.folder, self.work / "output" / series_folder_name(uid))
                 seg = [p for p in outputs if p.suffix == ".dcm"]
                 self.destination.store(seg)
                 self.results[uid] = {"status": "stored", "instances": entry.count, "seg": [str(p) for p in seg]}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator, Sequence
@@ -36,13 +37,16 @@ from medunet.utils.enums import QueryLevel, RetrieveMethod, look_up
 from medunet.utils.files import atomic_write
 
 __all__ = [
+    "STATUS_CANNOT_UNDERSTAND",
     "PacsClient",
     "PacsConfig",
     "PacsError",
+    "checked_uid",
     "save_atomically",
     "save_received",
     "series_folder_name",
     "set_tcp_nodelay",
+    "store_handler",
 ]
 
 logger = logging.getLogger(__name__)
@@ -299,10 +303,7 @@ class PacsClient:
             ae.add_requested_context(syntax)
             roles.append(build_role(syntax, scp_role=True))
 
-        def on_store(event: evt.Event) -> int:
-            written.append(save_received(event, out))
-            return 0x0000
-
+        on_store = store_handler(out, written)
         try:
             with self._association(ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]) as assoc:
                 final = None
@@ -324,13 +325,7 @@ class PacsClient:
         out = Path(dest)
         out.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
-        lock = threading.Lock()
-
-        def on_store(event: evt.Event) -> int:
-            path = save_received(event, out)
-            with lock:
-                written.append(path)
-            return 0x0000
+        on_store = store_handler(out, written, threading.Lock())
 
         scp = self._ae()
         scp.supported_contexts = StoragePresentationContexts
@@ -425,15 +420,38 @@ class PacsClient:
         self._web().store_instances([pydicom.dcmread(p) for p in paths])
 
 
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+def checked_uid(value: object, attribute: str) -> str:
+    """``value`` as a DICOM UID (PS3.5 9.1: digits and dots, at most 64 characters), or a ValueError.
+
+    UIDs from a peer become file and folder names; anything else (``../``, an absolute path, a separator, an
+    empty value) could write outside the work folder, so it is refused rather than cleaned up.
+    """
+    text = str(value if value is not None else "").strip("\x00 ")
+    if len(text) > 64 or not _UID.fullmatch(text):
+        raise ValueError(
+            f"{attribute} {text[:80]!r} is not a DICOM UID (digits and dots, at most 64 characters); medunet names "
+            "files after UIDs and refuses this one. Fix the sender's data (or anonymiser) to write valid UIDs."
+        )
+    return text
+
+
 def series_folder_name(series_uid: str) -> str:
-    """Folder name for a received series: no dots, because output file names derive from it (MONAI's
-    SaveImage would take the part after a dot for a suffix)."""
-    return f"series-{series_uid.replace('.', '-')}"
+    """Folder name for a received series (the UID checked by :func:`checked_uid`): no dots, because output file
+    names derive from it (MONAI's SaveImage would take the part after a dot for a suffix)."""
+    return f"series-{checked_uid(series_uid, 'SeriesInstanceUID').replace('.', '-')}"
 
 
 def save_atomically(ds: Dataset, out: str | Path) -> Path:
-    """Writes ``<out>/<SOPInstanceUID>.dcm`` under a temporary name and renames it, so no partial file is seen."""
-    return atomic_write(Path(out) / f"{ds.SOPInstanceUID}.dcm", lambda fh: ds.save_as(fh, enforce_file_format=True))
+    """Writes ``<out>/<SOPInstanceUID>.dcm`` under a temporary name and renames it, so no partial file is seen.
+
+    Raises:
+        ValueError: the SOPInstanceUID is not a UID (see :func:`checked_uid`); nothing is written.
+    """
+    name = checked_uid(ds.get("SOPInstanceUID"), "SOPInstanceUID")
+    return atomic_write(Path(out) / f"{name}.dcm", lambda fh: ds.save_as(fh, enforce_file_format=True))
 
 
 def save_received(event: evt.Event, out: str | Path) -> Path:
@@ -442,6 +460,31 @@ def save_received(event: evt.Event, out: str | Path) -> Path:
     ds = event.dataset
     ds.file_meta = event.file_meta
     return save_atomically(ds, out)
+
+
+STATUS_CANNOT_UNDERSTAND = 0xC000
+"""C-STORE failure status (PS3.4 B.2.3) answered for a dataset medunet refuses, e.g. one with a UID that is
+not a UID."""
+
+
+def store_handler(out: str | Path, written: list[Path], lock: threading.Lock | None = None) -> Any:
+    """An ``EVT_C_STORE`` handler that saves into ``out`` and appends to ``written``; a refused dataset is
+    logged and answered with a failure status instead of Success."""
+
+    def on_store(event: evt.Event) -> int:
+        try:
+            path = save_received(event, out)
+        except ValueError as err:
+            logger.error("refused an instance from %s: %s", event.assoc.requestor.ae_title, err)
+            return STATUS_CANNOT_UNDERSTAND
+        if lock is None:
+            written.append(path)
+        else:
+            with lock:
+                written.append(path)
+        return 0x0000
+
+    return on_store
 
 
 def _check_retrieve(
