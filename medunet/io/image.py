@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from monai.data import ImageReader, MetaTensor, NibabelReader, PILReader
 from monai.transforms import EnsureChannelFirst, Orientation, Spacing
 
+from medunet.io.checks import MAX_IMAGE_BYTES_ENV, check_declared_size, check_image, max_image_bytes, read_error
 from medunet.io.dicom_series import DicomSeriesReader
 from medunet.utils.enums import IrregularSpacing
 
@@ -52,6 +52,9 @@ def load_image(
     dtype: np.dtype | type | None = np.float32,
     allow_nan: bool = False,
     resample_mode: str = "bilinear",
+    frame: int | None = None,
+    stack: bool = False,
+    max_bytes: int | None = None,
 ) -> MetaTensor:
     """Loads an image channel-first with its affine and source metadata.
 
@@ -64,32 +67,107 @@ def load_image(
         spacing: resample to this voxel spacing (mm), e.g. ``(1.0, 1.0, 2.0)``.
         resample_mode: interpolation for ``spacing``: ``"bilinear"`` for images, ``"nearest"`` for labels.
         dtype: output data type (``None`` keeps the stored one).
-        allow_nan: NaN voxels raise ``ValueError`` unless this is true.
+        allow_nan: NaN or infinite voxels raise ``ValueError`` unless this is true.
+        frame: the time point (or vector component) of a 4D NIfTI to load; a 4D NIfTI with more than one
+            raises ``ValueError`` without it (its volumes are not channels of one image).
+        stack: load a multi-page TIFF as a volume ``(1, x, y, page)``; without it a multi-page file raises
+            ``ValueError`` (only its first page would be read).
+        max_bytes: the most bytes a header may declare (default ``$MEDUNET_MAX_IMAGE_BYTES`` or 16 GiB).
 
     Returns:
         ``MetaTensor`` of shape ``(C, *spatial)``; 2D images follow MONAI's convention (first spatial axis
         = image width), DICOM volumes are ``(1, columns, rows, slices)`` with a RAS affine.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist. ``ValueError``: unsupported type, NaN voxels, or (as
+        FileNotFoundError: ``path`` does not exist. ``ValueError``: unsupported type; a header declaring more
+        than the file holds (checked before anything is allocated, see :mod:`medunet.io.checks`); a truncated
+        or corrupt file; an empty image; NaN or infinite voxels; a singular affine or non-positive spacing; a
+        4D NIfTI without ``frame``; a multi-page image without ``stack``; or (as
         :class:`~medunet.io.dicom_series.DicomSeriesError`) a DICOM problem naming the file.
     """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist; give a NIfTI/PNG/TIFF file or a DICOM series folder")
     reader = reader_for(p, series_uid, modality, description, on_irregular)
-    # The reader is called directly rather than through monai.transforms.LoadImage: on a reader error
-    # LoadImage falls back to every other registered reader and buries the actual message.
-    data, meta = reader.get_data(reader.read(str(p)))
+    name = p.name.lower()
+    kind = "nifti" if name.endswith(NIFTI_SUFFIXES) else "image" if name.endswith(IMAGE_SUFFIXES) else None
+    if kind == "image" and stack:
+        data, meta = _read_pages(p, max_bytes)
+    else:
+        if kind is not None:
+            check_declared_size(p, kind, max_bytes)
+        # The reader is called directly rather than through monai.transforms.LoadImage: on a reader error
+        # LoadImage falls back to every other registered reader and buries the actual message.
+        try:
+            data, meta = reader.get_data(reader.read(str(p)))
+        except (OSError, EOFError, ValueError, RuntimeError) as err:
+            if kind is None:  # DICOM: medunet's own reader already names the file and the problem
+                raise
+            raise read_error(p, "NIfTI" if kind == "nifti" else "an image", err) from None
+        if kind == "nifti":
+            data, meta = _one_volume(np.asarray(data), meta, p, frame)
     if dtype is not None:
         data = np.asarray(data, dtype=dtype)
     meta["filename_or_obj"] = str(p)
     image = EnsureChannelFirst()(MetaTensor.ensure_torch_and_prune_meta(data, meta))
-    if torch.is_floating_point(image) and not allow_nan and bool(torch.isnan(image).any()):
-        count = int(torch.isnan(image).sum())
-        raise ValueError(f"{p}: {count} NaN voxels; clean the image or pass allow_nan=True to load it as is")
+    check_image(image, image.affine, p, allow_nan)  # type: ignore[attr-defined]
     if axcodes is not None:
         image = Orientation(axcodes=axcodes, labels=None)(image)
     if spacing is not None:
         image = Spacing(pixdim=tuple(spacing), mode=resample_mode)(image)
     return image  # type: ignore[return-value]
+
+
+def _one_volume(data: np.ndarray, meta: dict, path: Path, frame: int | None) -> tuple[np.ndarray, dict]:
+    """A 3D volume from a NIfTI: 4D files (x, y, z, t) need ``frame`` unless they hold a single time point."""
+    if data.ndim <= 3:
+        return data, meta
+    if data.ndim > 4:
+        raise ValueError(
+            f"{path}: a {data.ndim}D NIfTI (shape {data.shape}); medunet reads 2D, 3D and 4D (x, y, z, t) NIfTI. "
+            "Split it into 3D volumes first."
+        )
+    count = data.shape[-1]
+    if frame is None and count > 1:
+        raise ValueError(
+            f"{path}: a 4D NIfTI with {count} time points / components (shape {data.shape}); they are not channels "
+            f"of one image. Pass frame=K (0..{count - 1}) to load_image or LoadImageOrSeriesd (inference bundles: "
+            "--preprocessing#transforms#0#frame K) to segment one of them."
+        )
+    index = 0 if frame is None else frame
+    if not -count <= index < count:
+        raise ValueError(f"{path}: frame={frame} is out of range; the 4D NIfTI has {count} (0..{count - 1})")
+    meta = dict(meta)
+    meta["original_channel_dim"] = float("nan")  # MONAI's "no channel axis"
+    return np.ascontiguousarray(data[..., index]), meta
+
+
+def _read_pages(path: Path, max_bytes: int | None) -> tuple[np.ndarray, dict]:
+    """A multi-page TIFF as a volume ``(x, y, page)`` with an identity affine (Pillow reads the pages; MONAI's
+    PILReader reads only the first)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            width, height, pages = im.size[0], im.size[1], int(getattr(im, "n_frames", 1))
+            declared, limit = width * height * pages * 4, max_bytes or max_image_bytes()  # float32 once loaded
+            if declared > limit:
+                raise ValueError(
+                    f"{path}: {pages} pages of {width}x{height} pixels would need {declared} bytes, more than the "
+                    f"limit of {limit}; raise it with ${MAX_IMAGE_BYTES_ENV} (bytes) if the stack is genuine."
+                )
+            planes = []
+            for i in range(pages):
+                im.seek(i)
+                plane = np.asarray(im)
+                if plane.ndim != 2:
+                    raise ValueError(f"{path}: page {i} has {plane.shape[-1]} channels; stack=True reads grey pages")
+                planes.append(plane.T)
+    except ValueError:
+        raise
+    except Exception as err:
+        raise read_error(path, "a multi-page image", err) from None
+    data = np.stack(planes, axis=-1)
+    meta = {"affine": np.eye(4), "original_affine": np.eye(4), "spatial_shape": np.asarray(data.shape),
+            "original_channel_dim": float("nan")}  # fmt: skip
+    return data, meta

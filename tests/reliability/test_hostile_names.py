@@ -126,7 +126,8 @@ def test_listener_refuses_hostile_uids_and_writes_nothing_outside(tmp_path: Path
     assert new, "the valid instance should have been written"
     assert all(work in p.parents for p in new), sorted(map(str, new))
     for path in (tmp_path / "absolute", absolute):
-        assert not path.exists() and not path.with_name(path.name + ".dcm").exists()
+        assert not path.exists()
+        assert not path.with_name(path.name + ".dcm").exists()
     assert not any(p.name.startswith("escaped") for p in Path("/").glob("*"))
     # the one valid series was segmented into a folder named from its (checked) UID
     assert [Path(c[1]).name for c in segmenter.calls] == [f"series-{datasets[1].SeriesInstanceUID.replace('.', '-')}"]
