@@ -8,13 +8,15 @@ benchmarks/results/accuracy_*.png; docs/benchmarks.md presents them. Sections (`
 - ``isbi``: ISBI 2012, train slices 00-19, test 20-24 (configs/isbi2012_em.json + configs/isbi2012_cpu.json);
   every metric, with and without flip test-time augmentation, beside the paper's numbers.
 - ``dsb``: DSB 2018 nuclei (12 images; the last 3 by file name test), weight map on (w0 = 10) vs off (w0 = 0,
-  class balance only), same budget, each over ``--seeds``.
+  class balance only), same budget, each over ``--seeds``; every network evaluated with connected components (the
+  paper's post-processing) and with both watershed splits.
 - ``3d``: the 3D network with anisotropic pooling on the EM slices stacked as a volume vs the 2D network
   slice by slice (short runs: 12 epochs of one volume vs 6 epochs of 20 slices, wall times stated);
   spleen CT and spinal-cord MR Dice (tiny data sets, 12 epochs).
 
 Every training runs the documented ``python -m monai.bundle run training`` command in a fresh output folder
-under ``outputs/accuracy/`` (``--reuse`` evaluates a finished folder again instead of retraining); every
+under ``outputs/accuracy/`` (``--reuse`` evaluates a finished folder again instead of retraining, unless its
+command or a config file changed since); every
 evaluation uses ``medunet.apps.evaluation`` (the ``medunet evaluate`` command's code).
 
 Usage: ``python benchmarks/accuracy.py [--only default isbi dsb 3d] [--seeds 0 1 2] [--reuse]``.
@@ -24,6 +26,7 @@ Needs ../shared/data (or $MEDUNET_DATA_DIR) for all but ``default``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -69,8 +72,13 @@ def train(name: str, configs: list[str], overrides: dict[str, Any], reuse: bool)
     for key, value in overrides.items():
         cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]  # Python literals, as fire parses them
     done = out / "accuracy_run.json"
+    command = "python " + " ".join(cmd[1:])
+    recipe = {c: hashlib.sha256((REPO / c).read_bytes()).hexdigest() for c in configs}
     if reuse and done.is_file():
-        return json.loads(done.read_text())
+        record = json.loads(done.read_text())
+        if (record["command"], record.get("recipe")) == (command, recipe):
+            return record
+        print(f"{name}: the command or a config file changed since the finished run, training again", flush=True)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -78,7 +86,7 @@ def train(name: str, configs: list[str], overrides: dict[str, Any], reuse: bool)
     with open(out.parent / f"{name}.log", "w") as log:
         subprocess.run(cmd, cwd=REPO, check=True, stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
-    record = {"command": "python " + " ".join(cmd[1:]), "wall_seconds": round(wall, 1), "history": history(out)}
+    record = {"command": command, "recipe": recipe, "wall_seconds": round(wall, 1), "history": history(out)}
     done.write_text(json.dumps(record, indent=1) + "\n")
     return record
 
@@ -213,6 +221,16 @@ def figures(ckpt: Path, overrides: dict[str, Any], pair: tuple[Path, Path], run:
     plt.close(fig)
 
 
+# Post-processings the DSB section compares. "components" is the paper's: connected components of the class map,
+# so that the weight map's effect on the network is measured alone; the watersheds are medunet's splitting options.
+DSB_POSTPROCESSING = {
+    "components": {"instance_split": "none"},
+    "watershed_probability": {"instance_split": "probability"},
+    "watershed_distance": {"instance_split": "distance"},
+}
+DSB_KEYS = ("ap@0.50", "f1", "merged", "split", "ap_mean", "pq")
+
+
 def section_dsb(seeds: list[int], reuse: bool) -> dict[str, Any]:
     root = dataset_root() / "dsb2018_nuclei"
     files = sorted((root / "images").glob("*.png"))
@@ -226,26 +244,39 @@ def section_dsb(seeds: list[int], reuse: bool) -> dict[str, Any]:
         for arm, w0 in (("weight_map", 10.0), ("no_weight_map", 0.0)):
             name = f"dsb2018_{arm}_seed{seed}"
             run = train(name, configs, {"seed": seed, "weight_w0": w0}, reuse)
-            result = evaluate_folder("bundles/unet2d", final_weights(name), images, labels, OUT / f"{name}_eval",
-                                     "instances", (), overrides)  # fmt: skip
-            runs[arm].append(
-                {
-                    "seed": seed,
-                    "wall_seconds": run["wall_seconds"],
-                    "command": run["command"],
-                    "metrics": summary(result),
+            metrics = {
+                post: summary(evaluate_folder("bundles/unet2d", final_weights(name), images, labels,
+                                              OUT / f"{name}_eval_{post}", "instances", (), {**overrides, **extra}))
+                for post, extra in DSB_POSTPROCESSING.items()
+            }  # fmt: skip
+            runs[arm].append({"seed": seed, "wall_seconds": run["wall_seconds"], "command": run["command"],
+                              "metrics": metrics})  # fmt: skip
+    stats: dict[str, Any] = {
+        post: {
+            arm: {
+                k: {
+                    "mean": round(float(np.mean([r["metrics"][post][k] for r in items])), 4),
+                    "std": round(float(np.std([r["metrics"][post][k] for r in items])), 4),
                 }
-            )
-    stats = {}
-    for arm, items in runs.items():
-        stats[arm] = {
-            k: {
-                "mean": round(float(np.mean([r["metrics"][k] for r in items])), 4),
-                "std": round(float(np.std([r["metrics"][k] for r in items])), 4),
+                for k in DSB_KEYS
             }
-            for k in ("ap@0.50", "f1", "merged", "split", "ap_mean", "pq")
+            for arm, items in runs.items()
         }
-    return {"test_images": [p[0].name for p in pairs], "train_images": len(files) - 3, "runs": runs, "summary": stats}
+        for post in DSB_POSTPROCESSING
+    }
+    return {"test_images": [p[0].name for p in pairs], "train_images": len(files) - 3, "epochs": recipe["epochs"],
+            "runs": runs, "summary": stats, "goal": dsb_goal(stats)}  # fmt: skip
+
+
+def dsb_goal(stats: dict[str, Any]) -> dict[str, dict[str, bool]]:
+    """Per post-processing: does the weight map lower the mean merged count and raise the mean AP@0.5?"""
+    return {
+        post: {
+            "fewer_merged": s["weight_map"]["merged"]["mean"] < s["no_weight_map"]["merged"]["mean"],
+            "higher_ap50": s["weight_map"]["ap@0.50"]["mean"] > s["no_weight_map"]["ap@0.50"]["mean"],
+        }
+        for post, s in stats.items()
+    }
 
 
 def em_volumes() -> tuple[Path, Path]:
@@ -398,18 +429,21 @@ def render(result: dict[str, Any]) -> str:
         d = result["dsb"]
         out += ["## DSB 2018 nuclei: the weight map on vs off", "",
                 f"Train on {d['train_images']} images, test on {', '.join(d['test_images'])}; w0 = 10 vs 0 (class "
-                f"balance kept), same recipe and epochs, seeds {[r['seed'] for r in d['runs']['weight_map']]}. Mean (std) over seeds:", "",
-                "| | AP@0.5 | F1 | merged | split | AP 0.5-0.9 | PQ |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for arm in ("weight_map", "no_weight_map"):
-            s = d["summary"][arm]
-            out.append(
-                f"| {arm.replace('_', ' ')} | "
-                + " | ".join(
-                    f"{s[k]['mean']:.3f} ({s[k]['std']:.3f})"
-                    for k in ("ap@0.50", "f1", "merged", "split", "ap_mean", "pq")
-                )
-                + " |"
-            )
+                f"balance kept), same recipe and {d.get('epochs', '?')} epochs, seeds "
+                f"{[r['seed'] for r in d['runs']['weight_map']]}. Each network is evaluated with three post-processings: "
+                "`components` (the paper's: connected components of the class map, the weight map's effect alone), "
+                "`watershed_probability` (the bundles' default) and `watershed_distance`. Mean (std) over seeds:", "",
+                "| post-processing | weight map | AP@0.5 | F1 | merged | split | AP 0.5-0.9 | PQ |",
+                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for post, arms in d["summary"].items():
+            for arm in ("weight_map", "no_weight_map"):
+                s = arms[arm]
+                cells = " | ".join(f"{s[k]['mean']:.3f} ({s[k]['std']:.3f})" for k in DSB_KEYS)
+                out.append(f"| {post} | {'on' if arm == 'weight_map' else 'off'} | {cells} |")
+        out += ["", "The goal (the weight map lowers merged nuclei and raises AP@0.5, means over seeds):", ""]
+        for post, goal in d.get("goal", {}).items():
+            out.append(f"- {post}: fewer merged {'yes' if goal['fewer_merged'] else 'NO'}, "
+                       f"higher AP@0.5 {'yes' if goal['higher_ap50'] else 'NO'}")  # fmt: skip
         out += ["", f"Command of one run: `{d['runs']['weight_map'][0]['command']}`.", "", *_notes(d)]
     if "3d" in result:
         d = result["3d"]
