@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from medunet.utils.values import positive_int, positive_ints
+
 __all__ = [
     "AxisGeometry",
     "LayerShape",
@@ -168,9 +170,14 @@ def normalize_pool_sizes(
         )
     levels = []
     for i, p in enumerate(pool_sizes):
-        per_axis = (int(p),) * spatial_dims if isinstance(p, int) else tuple(int(v) for v in p)
-        if len(per_axis) != spatial_dims or any(v < 1 for v in per_axis):
-            raise ValueError(f"pool_sizes[{i}] = {p!r} must be a positive int or {spatial_dims} positive ints")
+        name = f"pool_sizes[{i}]"
+        per_axis = (
+            (positive_int(p, name),) * spatial_dims
+            if isinstance(p, (int, float))
+            else positive_ints(p, name, str([2] * spatial_dims))
+        )
+        if len(per_axis) != spatial_dims:
+            raise ValueError(f"{name} = {p!r} must be a positive int or {spatial_dims} positive ints")
         levels.append(per_axis)
     return tuple(levels)
 

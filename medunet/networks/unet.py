@@ -11,6 +11,7 @@ from torch import nn
 from medunet.networks.blocks import UpConv, ValidConvBlock, center_crop, init_he_normal
 from medunet.networks.geometry import UNetGeometry, normalize_pool_sizes
 from medunet.utils.enums import NormType, look_up
+from medunet.utils.values import positive_int, positive_ints
 
 __all__ = ["ValidUNet"]
 
@@ -60,11 +61,10 @@ class ValidUNet(nn.Module):
         pool_sizes: Sequence[int | Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
-        features = tuple(int(f) for f in features)
-        if len(features) < 1 or any(f < 1 for f in features):
-            raise ValueError(f"features must be a non-empty sequence of positive channel counts, got {features}")
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError(f"in_channels and out_channels must be >= 1, got {in_channels} and {out_channels}")
+        features = positive_ints(features, "features", "[64, 128, 256, 512, 1024]")
+        in_channels = positive_int(in_channels, "in_channels")
+        out_channels = positive_int(out_channels, "out_channels")
+        spatial_dims = positive_int(spatial_dims, "spatial_dims")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         norm_type = None if norm is None else look_up(norm, NormType, "norm")
