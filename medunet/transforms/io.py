@@ -25,8 +25,12 @@ class LoadImageOrSeriesd(MapTransform):
     """Loads NIfTI files, 2D images or DICOM series folders (one per key) channel-first with metadata.
 
     ``load_kwargs`` go to :func:`medunet.io.load_image` (``series_uid``, ``description``, ``axcodes``,
-    ``spacing``, ``dtype``, ...). Keys listed in ``label_keys`` keep their stored integer type and are
-    resampled with nearest-neighbour interpolation.
+    ``spacing``, ``dtype``, ``frame``, ``stack``, ...). Keys listed in ``label_keys`` keep their stored integer
+    type and are resampled with nearest-neighbour interpolation.
+
+    With ``check_geometry`` (the default) every loaded key must have the first key's spatial shape and
+    affine (within ``geometry_tolerance`` in the affine's unit, mm for medical images): an image and a label
+    of another grid - shifted, mirrored, resampled - would otherwise be paired voxel by voxel without a word.
     """
 
     def __init__(
@@ -34,21 +38,46 @@ class LoadImageOrSeriesd(MapTransform):
         keys: KeysCollection,
         label_keys: KeysCollection = (),
         allow_missing_keys: bool = False,
+        check_geometry: bool = True,
+        geometry_tolerance: float = 1e-3,
         **load_kwargs: Any,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.label_keys = set(ensure_tuple(label_keys))
+        self.check_geometry, self.geometry_tolerance = check_geometry, geometry_tolerance
         self.load_kwargs = load_kwargs
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        loaded = []
         for key in self.key_iterator(d):
             kwargs = dict(self.load_kwargs)
             if key in self.label_keys:
                 kwargs.setdefault("dtype", None)
                 kwargs["resample_mode"] = "nearest"
             d[key] = load_image(d[key], **kwargs)
+            loaded.append(key)
+        if self.check_geometry:
+            for key in loaded[1:]:
+                _same_grid(d[loaded[0]], d[key], self.geometry_tolerance)
         return d
+
+
+def _same_grid(reference: Any, other: Any, tolerance: float) -> None:
+    """Raises ValueError naming both files when ``other`` is not on ``reference``'s voxel grid."""
+    first, second = reference.meta.get("filename_or_obj", "?"), other.meta.get("filename_or_obj", "?")
+    if tuple(reference.shape[1:]) != tuple(other.shape[1:]):
+        raise ValueError(
+            f"{second}: spatial shape {tuple(other.shape[1:])} differs from {tuple(reference.shape[1:])} of {first}; "
+            "they cannot be paired voxel by voxel. Resample one onto the other's grid (or fix the data list)."
+        )
+    a, b = np.asarray(reference.affine, np.float64), np.asarray(other.affine, np.float64)
+    if not np.allclose(a, b, rtol=0.0, atol=tolerance):
+        raise ValueError(
+            f"{second}: its affine {np.round(b, 4).tolist()} differs from {np.round(a, 4).tolist()} of {first} "
+            f"(beyond {tolerance:g}): shifted, mirrored or resampled. Resample one onto the other's grid, or pass "
+            "check_geometry=False to LoadImageOrSeriesd if the voxels correspond anyway."
+        )
 
 
 class SaveDicomSegd(MapTransform):

@@ -26,6 +26,12 @@ def label_to_classes(
     if array.dtype.kind == "f" and (not np.all(np.isfinite(array)) or not np.all(array == np.round(array))):
         raise ValueError("label holds non-integer or NaN values; labels must be integer-valued")
     if kind == LabelRule.THRESHOLD:
+        if array.size and 0 < array.max() <= threshold:
+            raise ValueError(
+                f"label values {np.unique(array)[:10].tolist()} are all at or below the threshold {threshold:g}, so "
+                "every voxel would be background; for a 0/1 (or 0..n class) mask set label_rule to 'classes', or "
+                "lower the threshold"
+            )
         return (array > threshold).astype(np.int64)
     if kind == LabelRule.INSTANCES:
         if array.size and array.min() < 0:
