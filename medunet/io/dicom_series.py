@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from monai.config import PathLike
 from monai.data import ImageReader
 from monai.utils import MetaKeys, SpaceKeys
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medunet.utils.enums import IrregularSpacing, look_up
 
@@ -90,19 +92,42 @@ class DicomVolume:
         return float(s[0]), float(s[1]), float(s[2])
 
 
+# A DICOM file without the Part-10 preamble ("raw" dataset, as some older scanners and exporters write) starts
+# with a group 0x0008 (or 0x0002) tag, little endian. GDCM reads such files; so does medunet.
+_RAW_DICOM_STARTS = (b"\x08\x00", b"\x02\x00")
+
+
+def _dcmread(path: Path, stop_before_pixels: bool = False) -> pydicom.Dataset:
+    """pydicom's read, also of files without the Part-10 preamble and file meta; the transfer syntax of such a
+    file is the encoding pydicom found (needed to decode its pixels)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+    return ds
+
+
 def read_dicom_header(path: Path) -> pydicom.Dataset | None:
-    """The header of a DICOM file, None for a file that is not DICOM (no DICM preamble)."""
+    """The header of a DICOM file (with or without the Part-10 preamble), None for a file that is not DICOM."""
     try:
         with path.open("rb") as fh:
             preamble = fh.read(132)
     except OSError as err:
         raise DicomSeriesError(f"{path}: cannot be read ({err})") from err
-    if len(preamble) < 132 or preamble[128:132] != b"DICM":
+    part10 = len(preamble) >= 132 and preamble[128:132] == b"DICM"
+    if not part10 and preamble[:2] not in _RAW_DICOM_STARTS:
         return None
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as err:
+        header = _dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, struct.error) as err:
+        if not part10:
+            return None  # two bytes that looked like a tag, in a file that is not DICOM
         raise DicomSeriesError(f"{path}: corrupt DICOM file, the header cannot be parsed ({err})") from err
+    if not part10 and "SOPInstanceUID" not in header:
+        return None
+    return header
 
 
 def scan_dicom_folder(folder: str | Path, recursive: bool = True) -> list[DicomSeriesInfo]:
@@ -190,7 +215,15 @@ def _floats(header: pydicom.Dataset, keyword: str, path: Path, count: int) -> np
     value = header.get(keyword)
     if value is None or len(value) != count:
         raise DicomSeriesError(f"{path}: missing or malformed {keyword}, needed for the volume geometry")
-    return np.asarray([float(v) for v in value], dtype=np.float64)
+    try:
+        numbers = np.asarray([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DicomSeriesError(f"{path}: malformed {keyword} {list(value)!r} ({err})") from None
+    if not np.isfinite(numbers).all():
+        raise DicomSeriesError(
+            f"{path}: {keyword} {numbers.tolist()} is not finite; the slice cannot be placed. Fix or remove this file."
+        )
+    return numbers
 
 
 def _pixels(dataset: pydicom.Dataset, path: Path) -> np.ndarray:
@@ -235,7 +268,7 @@ def read_dicom_series(
     slices = []
     for path in info.files:
         try:
-            ds = pydicom.dcmread(path)
+            ds = _dcmread(path)
         except (InvalidDicomError, OSError, ValueError, EOFError) as err:
             raise DicomSeriesError(f"{path}: corrupt DICOM file ({err})") from err
         slices.append((path, ds))

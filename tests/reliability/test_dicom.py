@@ -1,0 +1,61 @@
+"""Awkward DICOM series: files without the Part-10 preamble are read (not silently dropped), a non-finite slice
+position is a clear error naming the file."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+
+from medunet.data.dicom import write_dicom_series
+from medunet.io import load_image
+from medunet.io.dicom_series import DicomSeriesError, scan_dicom_folder
+
+
+def _series(folder: Path) -> list[Path]:
+    volume = np.random.default_rng(0).integers(0, 400, size=(12, 10, 5)).astype(np.float32)
+    write_dicom_series(volume, folder, spacing=(1.0, 1.0, 3.0), modality="MR", rescale=(1.0, 0.0))
+    return sorted(folder.glob("*.dcm"))
+
+
+def _strip_part10(path: Path, implicit: bool) -> None:
+    """Rewrites ``path`` as a raw dataset: no 128-byte preamble, no DICM, no file meta."""
+    ds = pydicom.dcmread(path)
+    if implicit:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, implicit
+    write_dataset(fp, ds)
+    path.write_bytes(fp.getvalue())
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit VR", "implicit VR"])
+def test_files_without_the_part10_preamble_are_part_of_the_series(tmp_path: Path, implicit: bool) -> None:
+    files = _series(tmp_path / "part10")
+    shutil.copytree(tmp_path / "part10", tmp_path / "raw")
+    for path in sorted((tmp_path / "raw").glob("*.dcm"))[1:4]:
+        _strip_part10(path, implicit)
+    (tmp_path / "raw" / "notes.txt").write_text("not DICOM\n")
+    (tmp_path / "raw" / "odd.bin").write_bytes(b"\x08\x00 looks like a tag but is not DICOM")
+    [info] = scan_dicom_folder(tmp_path / "raw")
+    assert len(info.files) == len(files)
+    expected, raw = load_image(tmp_path / "part10"), load_image(tmp_path / "raw")
+    assert raw.shape == expected.shape
+    np.testing.assert_array_equal(raw.numpy(), expected.numpy())
+    np.testing.assert_allclose(raw.affine.numpy(), expected.affine.numpy())
+
+
+def test_a_nan_slice_position_names_the_file(tmp_path: Path) -> None:
+    files = _series(tmp_path / "s")
+    ds = pydicom.dcmread(files[2])
+    ds.ImagePositionPatient = ["0", "0", "nan"]
+    ds.save_as(files[2])
+    with pytest.raises(
+        DicomSeriesError, match=rf"{files[2].name}: ImagePositionPatient \[0\.0, 0\.0, nan\] is not finite"
+    ):
+        load_image(tmp_path / "s")
