@@ -14,7 +14,7 @@ from medunet.engines.distributed import (
     world_size,
 )
 from medunet.engines.prepare_batch import ValidOutputPrepareBatch
-from medunet.engines.rng_state import RNGState
+from medunet.engines.rng_state import EpochSeed, RNGState, epoch_seed
 from medunet.engines.run import check_checkpoint, make_optimizer, resume_handler, run_training
 from medunet.engines.schedules import poly_lr_scheduler, resync_learning_rate
 from medunet.engines.tracking import code_version, default_tracking_uri, experiment_params, write_run_config
@@ -32,6 +32,7 @@ from medunet.engines.wiring import (
 from medunet.handlers.checkpoint import best_checkpoint, best_checkpoint_path, latest_checkpoint
 
 __all__ = [
+    "EpochSeed",
     "RNGState",
     "ValidOutputPrepareBatch",
     "active",
@@ -45,6 +46,7 @@ __all__ = [
     "default_device",
     "default_tracking_uri",
     "distributed_model",
+    "epoch_seed",
     "experiment_params",
     "finish_distributed",
     "gather_inference_summary",

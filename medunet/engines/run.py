@@ -50,10 +50,20 @@ def run_training(trainer: Any, attach: Sequence[Any] = (), early_stop: Any = Non
     """Attaches handlers that refer to the trainer itself (checkpoints of its state, resume) and runs it.
 
     Those handlers cannot sit in the trainer's own handler list in a bundle config: that would be a
-    circular reference. ``None`` entries (handlers disabled on this rank) are skipped. With ``lr_scheduler``,
+    circular reference. ``None`` entries (handlers disabled on this rank) are skipped. A training whose latest
+    checkpoint already holds the last epoch says so and returns: no MLflow run is started. With ``lr_scheduler``,
     the learning rate is recomputed for the epoch a resumed run starts at
     (:func:`~medunet.engines.schedules.resync_learning_rate`).
     """
+    for handler in attach:
+        if isinstance(handler, CheckpointLoader) and _finished(handler.load_path, trainer.state.max_epochs):
+            logger.warning(
+                "training already finished: %s holds the last of %d epochs; nothing to do (raise --epochs to "
+                "continue it)",
+                handler.load_path,
+                trainer.state.max_epochs,
+            )
+            return
     for handler in attach:
         if handler is not None:
             handler.attach(trainer)
@@ -62,6 +72,16 @@ def run_training(trainer: Any, attach: Sequence[Any] = (), early_stop: Any = Non
     if lr_scheduler is not None:
         trainer.add_event_handler(Events.STARTED, lambda _: resync_learning_rate(lr_scheduler))
     trainer.run()
+
+
+def _finished(checkpoint: str | Path, max_epochs: int | None) -> bool:
+    """Whether ``checkpoint`` (a trainer checkpoint) is at or beyond ``max_epochs``."""
+    if max_epochs is None:
+        return False
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True).get("trainer", {})
+    # Ignite's state dict holds the iteration and the epoch length, not the epoch
+    epoch = int(state.get("iteration", 0)) // max(1, int(state.get("epoch_length") or 1))
+    return epoch >= int(max_epochs)
 
 
 def check_checkpoint(path: str | Path) -> str:

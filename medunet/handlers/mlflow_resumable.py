@@ -13,13 +13,52 @@ logger = logging.getLogger(__name__)
 
 
 class ResumableMLFlowHandler(MLFlowHandler):
-    """``MLFlowHandler`` whose parameters can be logged again into a resumed run.
+    """``MLFlowHandler`` that continues one MLflow run across interruptions.
 
-    A run resumed after an interruption continues the same MLflow run (same ``run_name``), and MLflow
-    refuses to change a logged parameter. Parameters already logged with the same value are skipped; a
-    changed one (e.g. ``epochs`` raised on resume) is recorded as the tag ``resumed.<name>`` with a warning,
-    and the original value stays the run's parameter.
+    - **One run per name**: the newest run of the experiment with ``run_name`` is continued whatever its
+      status (a killed process leaves it RUNNING, a finished one is FINISHED and set RUNNING again when the
+      training is extended); a run is created only when none has that name. MONAI's handler skips finished
+      runs and picks the oldest of several active ones, so kills and reruns left several runs of one name.
+    - **No step logged twice**: a metric is not logged again at a step it already has in the run (the epoch a
+      killed run was in is trained again on resume, and with :class:`~medunet.engines.EpochSeed` trained
+      identically, so the values logged before the kill stand).
+    - **Parameters**: MLflow refuses to change a logged parameter. Parameters already logged with the same
+      value are skipped; a changed one (e.g. ``epochs`` raised on resume) is recorded as the tag
+      ``resumed.<name>`` with a warning, and the original value stays the run's parameter.
     """
+
+    _last_steps: dict[str, int] | None = None
+
+    def start(self, engine: Any) -> None:
+        if not self.cur_run and self.run_name:
+            self._set_experiment()
+            if self.experiment is not None:
+                runs = self.client.search_runs(
+                    [self.experiment.experiment_id],
+                    filter_string=f"attributes.run_name = '{self.run_name}'",
+                    order_by=["attributes.start_time DESC"],
+                    max_results=1,
+                )
+                if runs:
+                    run = runs[0]
+                    if run.info.status != "RUNNING":
+                        self.client.update_run(run.info.run_id, status="RUNNING")
+                    self.cur_run = self.client.get_run(run.info.run_id)
+        super().start(engine)
+        if self.cur_run and self._last_steps is None:
+            run_id = self.cur_run.info.run_id
+            self._last_steps = {
+                key: max(m.step for m in self.client.get_metric_history(run_id, key))
+                for key in self.client.get_run(run_id).data.metrics
+            }
+
+    def _log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        last = self._last_steps or {}
+        fresh = {k: v for k, v in metrics.items() if (step or 0) > last.get(k, -1)}
+        if fresh:
+            super()._log_metrics(fresh, step)
+            if self._last_steps is not None:
+                self._last_steps.update(dict.fromkeys(fresh, step or 0))
 
     def _log_params(self, params: dict[str, Any]) -> None:
         if not self.cur_run:

@@ -3,18 +3,22 @@
 Every file medunet writes that someone may read while it is written, or after a crash, goes through
 :func:`atomic_write`: the content is written to a temporary file in the same folder, flushed to disk and
 renamed over the target (``os.replace`` is atomic on POSIX within one file system). A process killed at
-any point leaves either the old file or the new one, and at most a hidden ``.<name>.<pid>.tmp``.
+any point leaves either the old file or the new one, and at most a hidden ``.<name>.<pid>.tmp``, which the
+next write to the same target removes once its process is gone.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from collections.abc import Callable
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "temporary_name"]
+__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "remove_stale_temporaries", "temporary_name"]
 
 
 def temporary_name(target: str | Path) -> Path:
@@ -23,13 +27,49 @@ def temporary_name(target: str | Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: str | Path) -> list[Path]:
+    """Removes the temporaries of writes to ``target`` whose process no longer runs (killed mid-write)."""
+    path = Path(target)
+    removed = []
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _os_error(err: BaseException | None) -> OSError | None:
+    """The first OSError in ``err``'s chain of causes and contexts."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def atomic_write(target: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
     """Calls ``write(fh)`` on a temporary file next to ``target``, syncs it and renames it to ``target``.
 
-    The parent folder is created. On any error the temporary file is removed and ``target`` is untouched.
+    The parent folder is created; temporaries left by killed writers of ``target`` are removed. On any error
+    the temporary file is removed and ``target`` is untouched; an ``OSError`` (disk full, no permission) is
+    raised again naming ``target`` and what to do.
     """
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = temporary_name(path)
     try:
         with tmp.open("wb") as fh:
@@ -37,6 +77,18 @@ def atomic_write(target: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        # torch's zip writer reports a full disk as a RuntimeError ("file write failed", or "unexpected pos"
+        # raised while handling the OSError) that names no file
+        cause = _os_error(err)
+        if cause is None and "write" not in str(err).lower():
+            raise
+        free = shutil.disk_usage(path.parent).free
+        raise OSError(
+            (cause.errno if cause is not None else None) or errno.EIO,
+            f"could not write {path} ({type(err).__name__}: {err}); {free} bytes free on its file system. "
+            f"The previous {path.name}, if any, is unchanged; free space (or fix permissions) and run again",
+        ) from err
     finally:
         tmp.unlink(missing_ok=True)
     return path
