@@ -67,7 +67,9 @@ class EpochSeed:
     it, so a run killed and resumed at epoch ``k`` trains epoch ``k`` exactly as an uninterrupted run does.
     Restoring the saved generator states alone does not give that: random transforms keep their own
     generators (MONAI seeds them once when a single-process DataLoader is built), and the validation between
-    two epochs draws from the global generators after the checkpoint was written.
+    two epochs draws from the global generators after the checkpoint was written. DataLoader workers must not
+    be persistent (the bundles set ``persistent_workers`` false): persistent workers carry their transforms'
+    generators from one epoch to the next, and a resumed run starts fresh ones.
     """
 
     def __init__(self, seed: int, dataset: Any = None) -> None:

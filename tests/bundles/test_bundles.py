@@ -16,6 +16,7 @@ import mlflow
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.conftest import REPO, stop
@@ -181,6 +182,23 @@ def test_resume_after_sigkill_continues_at_next_epoch(name: str, tmp_path: Path)
     run_ = only_run(f"sqlite:///{out / 'mlflow' / 'mlflow.db'}")  # the interrupted run was continued
     client = mlflow.MlflowClient(f"sqlite:///{out / 'mlflow' / 'mlflow.db'}")
     assert [m.step for m in client.get_metric_history(run_.info.run_id, "val_mean_dice")][-1] == 4
+    for key in ("train_loss", "val_mean_dice"):  # the epoch trained again after the kill is not logged twice
+        steps = [m.step for m in client.get_metric_history(run_.info.run_id, key)]
+        assert len(steps) == len(set(steps)), f"{key} logged twice at steps {sorted(steps)}"
+    assert not list(out.glob(".*.tmp")), "a temporary file of an interrupted write was left behind"
+
+    # the same seed without the kill: bitwise the same weights (every epoch's random numbers are reseeded)
+    uninterrupted = tmp_path / "uninterrupted"
+    run(bundle_cmd("training", *train_files(name), output_dir=uninterrupted, epochs=4), tmp_path / "straight.log")
+    resumed_weights = torch.load(out / "checkpoint_epoch=4.pt", weights_only=True)["model"]
+    straight_weights = torch.load(uninterrupted / "checkpoint_epoch=4.pt", weights_only=True)["model"]
+    for key, value in straight_weights.items():
+        assert torch.equal(resumed_weights[key], value), f"{key} differs after kill and resume"
+
+    # rerunning the finished training says so and adds no MLflow run
+    text = run(cmd, tmp_path / "third.log")
+    assert "training already finished" in text
+    assert only_run(f"sqlite:///{out / 'mlflow' / 'mlflow.db'}").info.run_id == run_.info.run_id
 
 
 def _free_port() -> int:
