@@ -164,6 +164,15 @@ class OverlapTileInferer(Inferer):
             raise ValueError(
                 f"inputs must be (B, C, {', '.join('S' * dims)}) for a {dims}D network, got shape {tuple(inputs.shape)}"
             )
+        if 0 in inputs.shape[2:]:
+            raise ValueError(
+                f"inputs have an empty spatial axis (shape {tuple(inputs.shape)}); there is nothing to segment"
+            )
+        if not torch.is_floating_point(inputs):
+            raise ValueError(
+                f"inputs are {inputs.dtype}, the network takes floating-point images; convert them and scale the "
+                "intensities as in training (the bundles' IntensityPreset), e.g. image.float() / 255 for 8-bit microscopy"
+            )
         if any(a >= dims for a in self.flip_axes):
             raise ValueError(f"flip_axes {self.flip_axes} must be spatial axes in [0, {dims - 1}]")
         if any(isinstance(m, nn.modules.instancenorm._InstanceNorm) for m in getattr(net, "modules", list)()):
