@@ -12,7 +12,7 @@ from ignite.engine import Events
 from monai.handlers import CheckpointLoader
 
 from medunet.engines.schedules import resync_learning_rate
-from medunet.handlers.checkpoint import latest_checkpoint
+from medunet.handlers.checkpoint import checkpoint_epoch, latest_checkpoint
 from medunet.utils.enums import OptimizerName, look_up
 
 __all__ = ["check_checkpoint", "make_optimizer", "resume_handler", "run_training"]
@@ -75,13 +75,10 @@ def run_training(trainer: Any, attach: Sequence[Any] = (), early_stop: Any = Non
 
 
 def _finished(checkpoint: str | Path, max_epochs: int | None) -> bool:
-    """Whether ``checkpoint`` (a trainer checkpoint) is at or beyond ``max_epochs``."""
-    if max_epochs is None:
-        return False
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True).get("trainer", {})
-    # Ignite's state dict holds the iteration and the epoch length, not the epoch
-    epoch = int(state.get("iteration", 0)) // max(1, int(state.get("epoch_length") or 1))
-    return epoch >= int(max_epochs)
+    """Whether ``checkpoint`` (a ``checkpoint_epoch=N.pt``, named after the epoch it holds) is at or beyond
+    ``max_epochs``; read from the name, so the checkpoint is loaded once, by the resume handler."""
+    epoch = checkpoint_epoch(checkpoint)
+    return max_epochs is not None and epoch is not None and epoch >= int(max_epochs)
 
 
 def check_checkpoint(path: str | Path) -> str:

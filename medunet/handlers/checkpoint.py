@@ -31,6 +31,7 @@ __all__ = [
     "atomic_save",
     "best_checkpoint",
     "best_checkpoint_path",
+    "checkpoint_epoch",
     "epoch_checkpoint_name",
     "epoch_checkpoints",
     "latest_checkpoint",
@@ -47,10 +48,16 @@ def epoch_checkpoint_name(epoch: int) -> str:
     return f"checkpoint_epoch={int(epoch)}.pt"
 
 
+def checkpoint_epoch(path: str | Path) -> int | None:
+    """The epoch ``N`` of a ``checkpoint_epoch=N.pt`` file, None for any other file name."""
+    match = _EPOCH_PATTERN.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
 def epoch_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
     """The ``(epoch, path)`` of every epoch checkpoint in ``output_dir``, oldest first."""
     folder = Path(output_dir)
-    found = [(int(m.group(1)), p) for p in folder.glob("checkpoint_epoch=*.pt") if (m := _EPOCH_PATTERN.match(p.name))]
+    found = [(epoch, p) for p in folder.glob("checkpoint_epoch=*.pt") if (epoch := checkpoint_epoch(p)) is not None]
     return sorted(found)
 
 

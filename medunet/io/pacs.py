@@ -325,7 +325,7 @@ class PacsClient:
         out = Path(dest)
         out.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
-        on_store = store_handler(out, written, threading.Lock())
+        on_store = store_handler(out, written)
 
         scp = self._ae()
         scp.supported_contexts = StoragePresentationContexts
@@ -467,9 +467,11 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 not a UID."""
 
 
-def store_handler(out: str | Path, written: list[Path], lock: threading.Lock | None = None) -> Any:
-    """An ``EVT_C_STORE`` handler that saves into ``out`` and appends to ``written``; a refused dataset is
-    logged and answered with a failure status instead of Success."""
+def store_handler(out: str | Path, written: list[Path]) -> Any:
+    """An ``EVT_C_STORE`` handler that saves into ``out`` and appends to ``written`` (under a lock: a storage
+    SCP may run one thread per association); a refused dataset is logged and answered with a failure status
+    instead of Success."""
+    lock = threading.Lock()
 
     def on_store(event: evt.Event) -> int:
         try:
@@ -477,11 +479,8 @@ def store_handler(out: str | Path, written: list[Path], lock: threading.Lock | N
         except ValueError as err:
             logger.error("refused an instance from %s: %s", event.assoc.requestor.ae_title, err)
             return STATUS_CANNOT_UNDERSTAND
-        if lock is None:
+        with lock:
             written.append(path)
-        else:
-            with lock:
-                written.append(path)
         return 0x0000
 
     return on_store

@@ -69,3 +69,11 @@ def test_failed_save_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
         atomic_save({"v": Unpicklable()}, target)
     assert torch.load(target, weights_only=True)["v"].tolist() == [1.0]
     assert sorted(os.listdir(tmp_path)) == ["best_model.pt"]
+
+
+def test_checkpoint_epoch_reads_the_epoch_from_the_file_name(tmp_path: Path) -> None:
+    from medunet.handlers.checkpoint import checkpoint_epoch, epoch_checkpoint_name
+
+    assert checkpoint_epoch(tmp_path / epoch_checkpoint_name(12)) == 12
+    assert checkpoint_epoch("best_model.pt") is None
+    assert checkpoint_epoch("checkpoint_epoch=3.pt.tmp") is None
