@@ -9,7 +9,7 @@ from medunet.transforms.instances import (
     label_to_instances,
 )
 from medunet.transforms.intensity import IntensityPreset, IntensityPresetd, intensity_preset
-from medunet.transforms.io import LoadImageOrSeriesd, SaveDicomSegd, SaveOverlayd
+from medunet.transforms.io import LoadImageOrSeriesd, SaveDicomSegd, SaveImaged, SaveOverlayd
 from medunet.transforms.labels import LabelRule, LabelToClassesd, ToGrayscaled, label_to_classes
 from medunet.transforms.weight_map import UNetWeightMap, UNetWeightMapd
 
@@ -27,6 +27,7 @@ __all__ = [
     "RandUNetElasticd",
     "RandValidTiled",
     "SaveDicomSegd",
+    "SaveImaged",
     "SaveOverlayd",
     "ToGrayscaled",
     "UNetWeightMap",

@@ -1,24 +1,29 @@
 """Reading and writing transforms (dictionary form) over :mod:`medunet.io`: loading images and DICOM series
-(:func:`medunet.io.load_image`), writing a DICOM SEG for predictions of DICOM input, and a PNG overlay."""
+(:func:`medunet.io.load_image`), writing images atomically, a DICOM SEG for predictions of DICOM input, and a
+PNG overlay."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from monai.config import KeysCollection
+from monai.data.image_writer import ImageWriter
 from monai.transforms import MapTransform
+from monai.transforms import SaveImaged as MonaiSaveImaged
 from monai.utils import ensure_tuple
 
 from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES, load_image
+from medunet.utils.files import atomic_write_path
 from medunet.utils.overlay import busiest_slice, overlay_png
 
 if TYPE_CHECKING:
     from medunet.io.dicom_seg import SegmentSpec
 
-__all__ = ["LoadImageOrSeriesd", "SaveDicomSegd", "SaveOverlayd"]
+__all__ = ["LoadImageOrSeriesd", "SaveDicomSegd", "SaveImaged", "SaveOverlayd", "atomic_writer"]
 
 
 class LoadImageOrSeriesd(MapTransform):
@@ -78,6 +83,32 @@ def _same_grid(reference: Any, other: Any, tolerance: float) -> None:
             f"(beyond {tolerance:g}): shifted, mirrored or resampled. Resample one onto the other's grid, or pass "
             "check_geometry=False to LoadImageOrSeriesd if the voxels correspond anyway."
         )
+
+
+def atomic_writer(writer: type[ImageWriter], ext: str) -> type[ImageWriter]:
+    """``writer`` (a MONAI image writer class) writing through a temporary ``.<name>.<pid>.tmp<ext>`` and a
+    rename (:func:`medunet.utils.files.atomic_write_path`): a process killed while writing leaves no file under
+    the output's name. MONAI's writers write in place and take a file name, so the wrapping is done here."""
+
+    class Atomic(writer):  # type: ignore[valid-type,misc]
+        def write(self, filename: Any, verbose: bool = True, **kwargs: Any) -> None:
+            atomic_write_path(filename, lambda tmp: super(Atomic, self).write(str(tmp), False, **kwargs), ext)
+            if verbose:
+                logging.getLogger(type(self).__name__).info("wrote %s", filename)
+
+    Atomic.__name__ = Atomic.__qualname__ = f"Atomic{writer.__name__}"
+    return Atomic
+
+
+class SaveImaged(MonaiSaveImaged):
+    """MONAI's ``SaveImaged`` (same arguments) whose files appear only when complete: an inference killed
+    mid-case leaves no output under its final name (only a hidden temporary that the next write removes),
+    so a rerun or a reader never takes a half-written file for a result."""
+
+    def __init__(self, keys: KeysCollection, *args: Any, **kwargs: Any) -> None:
+        super().__init__(keys, *args, **kwargs)
+        saver = self.saver
+        saver.writers = tuple(atomic_writer(w, saver.output_ext) for w in ensure_tuple(saver.writers))
 
 
 class SaveDicomSegd(MapTransform):

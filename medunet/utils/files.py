@@ -3,8 +3,9 @@
 Every file medunet writes that someone may read while it is written, or after a crash, goes through
 :func:`atomic_write`: the content is written to a temporary file in the same folder, flushed to disk and
 renamed over the target (``os.replace`` is atomic on POSIX within one file system). A process killed at
-any point leaves either the old file or the new one, and at most a hidden ``.<name>.<pid>.tmp``, which the
-next write to the same target removes once its process is gone.
+any point leaves either the old file or the new one, and at most a hidden ``.<name>.<pid>.tmp`` (or
+``.<name>.<pid>.tmp<ext>`` for writers that take a path and choose the format by its extension,
+:func:`atomic_write_path`), which the next write to the same target removes once its process is gone.
 """
 
 from __future__ import annotations
@@ -18,13 +19,21 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "remove_stale_temporaries", "temporary_name"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_path",
+    "atomic_write_text",
+    "remove_stale_temporaries",
+    "temporary_name",
+]
 
 
-def temporary_name(target: str | Path) -> Path:
-    """The temporary sibling a write to ``target`` goes through (hidden, unique per process)."""
+def temporary_name(target: str | Path, suffix: str = "") -> Path:
+    """The temporary sibling a write to ``target`` goes through (hidden, unique per process); ``suffix`` keeps
+    the extension for writers that choose the format by it (``.nii.gz``, ``.png``)."""
     path = Path(target)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
 
 
 def _alive(pid: int) -> bool:
@@ -41,9 +50,9 @@ def remove_stale_temporaries(target: str | Path) -> list[Path]:
     """Removes the temporaries of writes to ``target`` whose process no longer runs (killed mid-write)."""
     path = Path(target)
     removed = []
-    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp*"):
+        pid, _, rest = tmp.name[len(path.name) + 2 :].partition(".")
+        if rest.startswith("tmp") and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
@@ -67,14 +76,25 @@ def atomic_write(target: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
     the temporary file is removed and ``target`` is untouched; an ``OSError`` (disk full, no permission) is
     raised again naming ``target`` and what to do.
     """
+
+    def write_file(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            write(fh)
+
+    return atomic_write_path(target, write_file)
+
+
+def atomic_write_path(target: str | Path, write: Callable[[Path], Any], suffix: str = "") -> Path:
+    """:func:`atomic_write` for writers that take a file name: ``write(tmp)`` writes the temporary file
+    ``tmp`` (named with ``suffix``, e.g. ``.nii.gz``, for writers that choose the format by the extension),
+    which is then synced and renamed to ``target``."""
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    tmp = temporary_name(path)
+    tmp = temporary_name(path, suffix)
     try:
-        with tmp.open("wb") as fh:
-            write(fh)
-            fh.flush()
+        write(tmp)
+        with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:

@@ -106,3 +106,21 @@ def test_main_job_infers_with_the_width_it_trained() -> None:
     features = json.loads((REPO / "configs" / "quickstart.json").read_text())["features"]
     script = (REPO / "scripts" / "main.sh").read_text()
     assert f'--features "{features}"' in script
+
+
+def _targets(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        own = [value["_target_"]] if isinstance(value.get("_target_"), str) else []
+        return own + [t for v in value.values() for t in _targets(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _targets(v)]
+    return []
+
+
+def test_images_are_saved_atomically() -> None:
+    """MONAI's SaveImaged writes in place: a killed inference would leave a half-written file under the output's
+    name. The bundles use medunet's, which writes through a temporary file."""
+    files = sorted(BUNDLES.glob("*/configs/*.json")) + sorted((REPO / "configs").glob("*.json"))
+    in_place = [f"{f.relative_to(REPO)}" for f in files if "SaveImaged" in _targets(json.loads(f.read_text()))]
+    assert not in_place, "use medunet.transforms.SaveImaged in " + ", ".join(in_place)
+    assert "medunet.transforms.SaveImaged" in _targets(load("unet2d", "inference.json"))
