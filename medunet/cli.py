@@ -120,7 +120,10 @@ def _pacs(args: argparse.Namespace) -> int:
             return 0
         from medunet.apps.segmenter import BundleSegmenter
 
-        segmenter = BundleSegmenter(args.bundle, args.checkpoint, _overrides(args.override))
+        try:
+            segmenter = BundleSegmenter(args.bundle, args.checkpoint, _overrides(args.override))
+        except (ValueError, FileNotFoundError) as err:  # a missing, corrupt or foreign checkpoint
+            raise SystemExit(f"medunet pacs {args.pacs_command}: {err}") from None
         if args.pacs_command == "segment":
             from medunet.apps.pacs_study import segment_study
 
@@ -182,15 +185,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export":
         from monai.bundle import ConfigParser
 
-        from medunet.export import export_program, load_weights
-        from medunet.networks import ValidUNet
+        from medunet.export import export_program
+        from medunet.networks import ValidUNet, load_weights
 
         parser = ConfigParser()
         parser.read_config(args.config_file)
         network = parser.get_parsed_content("network_def")
         if not isinstance(network, ValidUNet):
             raise SystemExit(f"medunet export: network_def in {args.config_file} is not a medunet ValidUNet")
-        load_weights(network, args.ckpt_path)
+        try:
+            load_weights(network, args.ckpt_path)
+        except (ValueError, FileNotFoundError) as err:
+            raise SystemExit(f"medunet export: {err}") from None
         try:
             print(export_program(network, args.tile, args.output))
         except ValueError as err:

@@ -17,16 +17,9 @@ import torch
 from medunet.networks.unet import ValidUNet
 from medunet.utils.files import atomic_write
 
-__all__ = ["export_program", "load_program", "load_weights"]
+__all__ = ["export_program", "load_program"]
 
 logger = logging.getLogger(__name__)
-
-
-def load_weights(network: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Module:
-    """Loads a bundle checkpoint (``{"model": state_dict}`` or a bare state dict) into ``network``."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    network.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
-    return network
 
 
 def export_program(network: ValidUNet, tile_shape: Sequence[int], path: str | Path, batch_size: int = 1) -> Path:

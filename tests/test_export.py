@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from medunet.export import export_program, load_program, load_weights
-from medunet.networks import ValidUNet
+from medunet.export import export_program, load_program
+from medunet.networks import ValidUNet, load_weights
 
 
 def test_program_matches_eager_and_is_written_atomically(tmp_path: Path) -> None:

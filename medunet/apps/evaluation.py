@@ -33,8 +33,8 @@ from monai.utils import convert_to_numpy
 
 from medunet.apps.segmenter import inference_bundle
 from medunet.engines.data import inference_datalist
-from medunet.export import load_weights
 from medunet.metrics import instance_scores, isbi_scores, pixel_error, rand_error, rand_error_instances
+from medunet.networks import load_weights
 from medunet.transforms import LoadImageOrSeriesd, label_to_classes, label_to_instances
 from medunet.transforms.functional.instances import instances_from_prediction
 from medunet.utils.enums import LabelRule, look_up

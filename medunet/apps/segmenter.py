@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -13,7 +12,8 @@ import torch
 from monai.bundle import ConfigParser
 
 from medunet.engines.run import check_checkpoint
-from medunet.export import load_weights
+from medunet.networks import load_weights
+from medunet.utils.files import atomic_move
 
 __all__ = ["BundleSegmenter", "inference_bundle"]
 
@@ -83,6 +83,6 @@ class BundleSegmenter:
             # The batch was made with [None] (not collated), so the metadata is unbatched: index, don't decollate.
             self.postprocessing({**data, "pred": pred[0]})
             for staged in sorted(self._staging.iterdir()):
-                written.append(Path(shutil.move(str(staged), out / staged.name)))
+                written.append(atomic_move(staged, out / staged.name))
         logger.info("segmented %s: %s", Path(case).name, ", ".join(p.name for p in written))
         return written

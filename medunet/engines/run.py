@@ -9,10 +9,9 @@ from typing import Any
 
 import torch
 from ignite.engine import Events
-from monai.handlers import CheckpointLoader
 
 from medunet.engines.schedules import resync_learning_rate
-from medunet.handlers.checkpoint import checkpoint_epoch, latest_checkpoint
+from medunet.handlers.checkpoint import CheckpointLoader, checkpoint_epoch, latest_checkpoint
 from medunet.utils.enums import OptimizerName, look_up
 
 __all__ = ["check_checkpoint", "make_optimizer", "resume_handler", "run_training"]

@@ -2,13 +2,20 @@
 resume, MLflow model/artifact logging, validation snapshots, a per-rank audit of distributed runs."""
 
 from medunet.handlers.audit import RankAudit
-from medunet.handlers.checkpoint import AtomicCheckpointSaver, atomic_save, best_checkpoint, latest_checkpoint
+from medunet.handlers.checkpoint import (
+    AtomicCheckpointSaver,
+    CheckpointLoader,
+    atomic_save,
+    best_checkpoint,
+    latest_checkpoint,
+)
 from medunet.handlers.mlflow_artifacts import MLflowArtifactsHandler
 from medunet.handlers.mlflow_resumable import ResumableMLFlowHandler
 from medunet.handlers.snapshot import ValidationSnapshot
 
 __all__ = [
     "AtomicCheckpointSaver",
+    "CheckpointLoader",
     "MLflowArtifactsHandler",
     "RankAudit",
     "ResumableMLFlowHandler",

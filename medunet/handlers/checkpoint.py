@@ -8,6 +8,8 @@ Files in a training run's ``output_dir``:
 
 - ``checkpoint_epoch=N.pt``: everything a resume needs (model, optimiser, schedule, engine, random state);
 - ``best_model.pt``: the model weights at the best key metric, with ``best_model.json`` holding that value.
+
+:class:`CheckpointLoader` reads them back (resume, inference, evaluation) with errors that name the file.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
+from monai.handlers import CheckpointLoader as MonaiCheckpointLoader
 
+from medunet.networks.weights import checkpoint_mismatch, model_state, read_checkpoint
 from medunet.utils.enums import CheckpointMode, look_up
 from medunet.utils.files import atomic_write, atomic_write_json
 
 __all__ = [
     "BEST_MODEL",
     "AtomicCheckpointSaver",
+    "CheckpointLoader",
     "atomic_save",
     "best_checkpoint",
     "best_checkpoint_path",
@@ -136,3 +141,32 @@ class AtomicCheckpointSaver:
             atomic_save(self._state(), self.best_path)
             atomic_write_json(self.best_info, {"metric": self.key_metric, "value": value, "epoch": epoch})
             logger.info("new best %s = %.4f at epoch %d: saved %s", self.key_metric, value, epoch, self.best_path)
+
+
+class CheckpointLoader(MonaiCheckpointLoader):
+    """MONAI's ``CheckpointLoader`` (same arguments) whose failures name the file and the fix: a missing,
+    truncated or corrupt checkpoint, or one saved from another network (which setting to change), instead of
+    an error from inside torch's zip reader or ``load_state_dict``'s list of tensors."""
+
+    def __call__(self, engine: Engine) -> None:
+        try:
+            super().__call__(engine)
+        except Exception as err:
+            raise self._explained(err) from err
+
+    def _explained(self, err: Exception) -> Exception:
+        """A clear error for ``err``, or ``err`` itself when the checkpoint is readable and fits."""
+        try:
+            checkpoint = read_checkpoint(self.load_path, self.map_location)
+        except (FileNotFoundError, ValueError) as clear:
+            return clear
+        for key, obj in self.load_dict.items():
+            if isinstance(obj, torch.nn.Module):
+                entry = checkpoint.get(key, checkpoint) if isinstance(checkpoint, Mapping) else checkpoint
+                try:
+                    mismatch = checkpoint_mismatch(obj, model_state(entry, self.load_path), self.load_path)
+                except ValueError as clear:
+                    return clear
+                if mismatch is not None:
+                    return mismatch
+        return err

@@ -14,6 +14,7 @@ from ignite.engine import Engine, Events
 
 import medunet
 from medunet.handlers.checkpoint import best_checkpoint
+from medunet.networks import load_weights
 
 __all__ = ["MLflowArtifactsHandler"]
 
@@ -74,8 +75,7 @@ class MLflowArtifactsHandler:
             return
         model = copy.deepcopy(self.network).cpu().eval()
         if best:
-            state = torch.load(best, map_location="cpu", weights_only=True)
-            model.load_state_dict(state.get("model", state))
+            load_weights(model, best)
         example = torch.zeros(self.example_shape)
         with torch.inference_mode():
             output = model(example)

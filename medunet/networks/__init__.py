@@ -1,6 +1,7 @@
-"""The valid-convolution U-Net and its size arithmetic."""
+"""The valid-convolution U-Net, its size arithmetic, and reading checkpoints into it."""
 
 from medunet.networks.geometry import AxisGeometry, UNetGeometry, normalize_pool_sizes
 from medunet.networks.unet import ValidUNet
+from medunet.networks.weights import load_weights, read_checkpoint
 
-__all__ = ["AxisGeometry", "UNetGeometry", "ValidUNet", "normalize_pool_sizes"]
+__all__ = ["AxisGeometry", "UNetGeometry", "ValidUNet", "load_weights", "normalize_pool_sizes", "read_checkpoint"]

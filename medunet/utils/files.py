@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = [
+    "atomic_move",
     "atomic_write",
     "atomic_write_json",
     "atomic_write_path",
@@ -122,3 +123,19 @@ def atomic_write_text(target: str | Path, text: str) -> Path:
 def atomic_write_json(target: str | Path, obj: Any, **dumps_kwargs: Any) -> Path:
     """Writes ``obj`` as JSON (with a final newline) to ``target`` atomically."""
     return atomic_write_text(target, json.dumps(obj, **dumps_kwargs) + "\n")
+
+
+def atomic_move(source: str | Path, target: str | Path) -> Path:
+    """Moves ``source`` to ``target`` so that ``target`` appears only complete: a rename on one file system,
+    else a copy through :func:`atomic_write_path` (``shutil.move`` would copy in place) and then removal of
+    ``source``."""
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, path)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        atomic_write_path(path, lambda tmp: shutil.copyfile(source, tmp))
+        Path(source).unlink()
+    return path

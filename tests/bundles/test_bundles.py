@@ -271,8 +271,8 @@ def test_monai_tracking_option_logs_into_the_same_run(tmp_path: Path) -> None:
 def test_exported_models_match_eager(trained: tuple[str, Path], tmp_path: Path) -> None:
     import torch
 
-    from medunet.export import load_program, load_weights
-    from medunet.networks import ValidUNet
+    from medunet.export import load_program
+    from medunet.networks import ValidUNet, load_weights
 
     _, out = trained
     tile = [1, 1, 188, 188]
