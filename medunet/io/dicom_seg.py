@@ -7,6 +7,7 @@ volume in that order, transposed to DICOM's (rows, columns). Frames without any 
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -95,8 +96,9 @@ def build_dicom_seg(
         )
         for s in segments
     ]
+    first, names = _single_valued_names(source_images[0])
     seg = hd.seg.Segmentation(
-        source_images=list(source_images),
+        source_images=[first, *source_images[1:]],
         pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
@@ -111,7 +113,34 @@ def build_dicom_seg(
         series_description=series_description,
         omit_empty_frames=True,
     )
+    for keyword, element in names.items():  # the source's value, byte for byte
+        seg[keyword] = element
     return seg
+
+
+_PERSON_NAMES = ("PatientName", "ReferringPhysicianName")  # the person names highdicom copies from the source
+
+
+def _single_valued_names(header: pydicom.Dataset) -> tuple[pydicom.Dataset, dict[str, Any]]:
+    """``header``, or a copy whose multi-valued person names are joined into one value, and the original
+    elements to put back into the SEG.
+
+    A backslash in a name (``Doe^John\\Smith``) is DICOM's value delimiter, so the name reads as several values;
+    highdicom refuses that (``TypeError: Invalid type for a person name``), which aborted the whole run. The SEG
+    keeps the source's value unchanged, so the PACS files it with the same patient.
+    """
+    multi = {k: header[k] for k in _PERSON_NAMES if k in header and header[k].VM > 1}
+    if not multi:
+        return header, {}
+    logger.warning(
+        "%s of the source series has %s values (a backslash in the name); copied unchanged into the SEG",
+        " and ".join(multi),
+        " / ".join(str(e.VM) for e in multi.values()),
+    )
+    fixed = copy.deepcopy(header)
+    for keyword, element in multi.items():
+        fixed[keyword].value = " ".join(str(v) for v in element.value)
+    return fixed, {k: copy.deepcopy(e) for k, e in multi.items()}
 
 
 def write_dicom_seg(

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import struct
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,8 +131,16 @@ def read_dicom_header(path: Path) -> pydicom.Dataset | None:
     return header
 
 
+def _is_source_image(header: pydicom.Dataset) -> bool:
+    """Whether a DICOM object is an image to segment: it has a pixel matrix (an RTSTRUCT, SR, presentation
+    state or key-object selection has none) and is not itself a segmentation. Such objects are sometimes
+    exported with the image series' SeriesInstanceUID and would otherwise be read as one of its slices."""
+    return "Rows" in header and "Columns" in header and str(header.get("Modality", "")).upper() != "SEG"
+
+
 def scan_dicom_folder(folder: str | Path, recursive: bool = True) -> list[DicomSeriesInfo]:
-    """The DICOM series in ``folder`` (non-DICOM files are ignored), largest first.
+    """The DICOM image series in ``folder``, largest first (non-DICOM files are ignored; DICOM objects that are
+    not images, such as an RTSTRUCT, are logged and ignored).
 
     Raises:
         FileNotFoundError: the folder does not exist.
@@ -142,6 +151,7 @@ def scan_dicom_folder(folder: str | Path, recursive: bool = True) -> list[DicomS
         raise FileNotFoundError(f"DICOM folder {root} does not exist or is not a folder")
     candidates = sorted(p for p in (root.rglob("*") if recursive else root.iterdir()) if p.is_file())
     groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
+    others: Counter[str] = Counter()
     for path in candidates:
         header = read_dicom_header(path)
         if header is None:
@@ -149,15 +159,26 @@ def scan_dicom_folder(folder: str | Path, recursive: bool = True) -> list[DicomS
         file_meta = getattr(header, "file_meta", None)
         if file_meta is not None and str(file_meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_CLASS:
             continue  # a DICOMDIR index, not an image
+        if not _is_source_image(header):
+            others[str(header.get("Modality", "") or "no modality")] += 1
+            continue
         uid = header.get("SeriesInstanceUID")
         if not uid:
             raise DicomSeriesError(f"{path}: DICOM file without SeriesInstanceUID")
         groups.setdefault(str(uid), []).append((path, header))
+    found_others = ", ".join(f"{n} {m}" for m, n in sorted(others.items()))
     if not groups:
+        if others:
+            raise DicomSeriesError(
+                f"no DICOM images in {root}: its DICOM objects are not images ({found_others}); point to the "
+                "folder that holds the image series"
+            )
         raise DicomSeriesError(
             f"no DICOM files in {root} ({len(candidates)} files checked, none has the DICM preamble); "
             "point to the folder that holds the series"
         )
+    if others:
+        logger.info("%s: ignored DICOM objects that are not source images (%s)", root, found_others)
     series = []
     for uid, items in groups.items():
         first = items[0][1]

@@ -59,3 +59,59 @@ def test_a_nan_slice_position_names_the_file(tmp_path: Path) -> None:
         DicomSeriesError, match=rf"{files[2].name}: ImagePositionPatient \[0\.0, 0\.0, nan\] is not finite"
     ):
         load_image(tmp_path / "s")
+
+
+def _non_image(like: Path, path: Path, modality: str, sop_class: str) -> Path:
+    """A DICOM object without pixels (an RTSTRUCT, an SR) exported with the image series' UIDs."""
+    image = pydicom.dcmread(like)
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID, ds.SOPClassUID = sop_class, sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = modality, image.SeriesInstanceUID, image.StudyInstanceUID
+    ds.PatientID, ds.StructureSetLabel = image.PatientID, "contours"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_an_rtstruct_sharing_the_series_uid_is_not_read_as_a_slice(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = _series(tmp_path / "s")
+    expected = load_image(tmp_path / "s")
+    _non_image(files[0], tmp_path / "s" / "rtstruct.dcm", "RTSTRUCT", pydicom.uid.RTStructureSetStorage)
+    _non_image(files[0], tmp_path / "s" / "sr.dcm", "SR", pydicom.uid.ComprehensiveSRStorage)
+    with caplog.at_level("INFO", logger="medunet.io.dicom_series"):
+        [info] = scan_dicom_folder(tmp_path / "s")
+        volume = load_image(tmp_path / "s")
+    assert len(info.files) == len(files)
+    np.testing.assert_array_equal(volume.numpy(), expected.numpy())
+    assert "ignored DICOM objects that are not source images (1 RTSTRUCT, 1 SR)" in caplog.text
+
+
+def test_a_folder_of_contours_only_is_a_clear_error(tmp_path: Path) -> None:
+    files = _series(tmp_path / "s")
+    (tmp_path / "rt").mkdir()
+    _non_image(files[0], tmp_path / "rt" / "rtstruct.dcm", "RTSTRUCT", pydicom.uid.RTStructureSetStorage)
+    with pytest.raises(DicomSeriesError, match=r"no DICOM images in .*rt: its DICOM objects are not images \(1 RTST"):
+        load_image(tmp_path / "rt")
+
+
+def test_a_backslash_in_the_patient_name_is_kept_in_the_seg(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from medunet.io.dicom_seg import SegmentSpec, write_dicom_seg
+
+    files = _series(tmp_path / "s")
+    for path in files:  # "\" is DICOM's value delimiter: the name reads as two values
+        ds = pydicom.dcmread(path)
+        ds.PatientName = "Planted^Name\\Second^Value"
+        ds.save_as(path)
+    volume = load_image(tmp_path / "s")
+    labels = (volume[0].numpy() > 200).astype(np.uint8)
+    with caplog.at_level("WARNING", logger="medunet.io.dicom_seg"):
+        out = write_dicom_seg(labels, tmp_path / "s", tmp_path / "seg.dcm", [SegmentSpec(1, "object")])
+    seg = pydicom.dcmread(out)
+    assert seg["PatientName"].VM == 2
+    assert str(seg.PatientName) == str(pydicom.dcmread(files[0]).PatientName)
+    assert "PatientName of the source series has 2 values" in caplog.text
+    assert "Planted" not in caplog.text  # the warning names no patient
