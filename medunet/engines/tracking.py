@@ -15,6 +15,7 @@ import torch
 import medunet
 from medunet.engines.distributed import process_rank
 from medunet.utils.files import atomic_write_json
+from medunet.utils.redact import redact_credentials
 
 __all__ = ["code_version", "default_tracking_uri", "experiment_params", "write_run_config"]
 
@@ -93,7 +94,8 @@ def write_run_config(output_dir: str | Path, argv: Sequence[str] | None = None) 
     every ``torchrun`` process but rank 0, which keeps the run's records).
 
     MONAI's ``--tracking mlflow`` logs its own copy only when ``output_dir`` is an expression; this file is
-    what medunet logs to MLflow in every run.
+    what medunet logs to MLflow in every run. Credentials (a password in a URI, a value under a key named like a
+    secret) are replaced by ``***`` (:func:`medunet.utils.redact.redact_credentials`).
     """
     from monai.bundle import ConfigParser
 
@@ -106,5 +108,5 @@ def write_run_config(output_dir: str | Path, argv: Sequence[str] | None = None) 
     parser.read_config(files)
     parser.update(overrides)
     path = Path(output_dir) / "config_merged.json"
-    merged = {"config_files": files, "overrides": overrides, "config": parser.get()}
+    merged = redact_credentials({"config_files": files, "overrides": overrides, "config": parser.get()})
     return str(atomic_write_json(path, merged, indent=2, default=str))
