@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
 
 if TYPE_CHECKING:
     from tests.orthanc import Orthanc
@@ -66,3 +67,10 @@ def in_pacs_network(orthanc: Orthanc) -> Iterator[Orthanc]:
 
     with inside(orthanc.namespace):
         yield orthanc
+
+
+# Property-based tests: a fixed, reproducible draw in the default run; HYPOTHESIS_PROFILE=fuzz draws many more
+# examples at random (a longer fuzzing session, not part of the default suite).
+settings.register_profile("default", max_examples=40, deadline=None, derandomize=True, database=None)
+settings.register_profile("fuzz", max_examples=2000, deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

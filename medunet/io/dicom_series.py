@@ -16,11 +16,13 @@ SpacingBetweenSlices. Affines are in LPS (DICOM) and converted to RAS for MONAI 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import struct
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from monai.config import PathLike
 from monai.data import ImageReader
 from monai.utils import MetaKeys, SpaceKeys
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medunet.utils.enums import IrregularSpacing, look_up
@@ -159,13 +162,14 @@ def scan_dicom_folder(folder: str | Path, recursive: bool = True) -> list[DicomS
         file_meta = getattr(header, "file_meta", None)
         if file_meta is not None and str(file_meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_CLASS:
             continue  # a DICOMDIR index, not an image
-        if not _is_source_image(header):
-            others[str(header.get("Modality", "") or "no modality")] += 1
-            continue
-        uid = header.get("SeriesInstanceUID")
-        if not uid:
-            raise DicomSeriesError(f"{path}: DICOM file without SeriesInstanceUID")
-        groups.setdefault(str(uid), []).append((path, header))
+        with _interpreting(path):
+            if not _is_source_image(header):
+                others[str(header.get("Modality", "") or "no modality")] += 1
+                continue
+            uid = header.get("SeriesInstanceUID")
+            if not uid:
+                raise DicomSeriesError(f"{path}: DICOM file without SeriesInstanceUID")
+            groups.setdefault(str(uid), []).append((path, header))
     found_others = ", ".join(f"{n} {m}" for m, n in sorted(others.items()))
     if not groups:
         if others:
@@ -181,16 +185,17 @@ def scan_dicom_folder(folder: str | Path, recursive: bool = True) -> list[DicomS
         logger.info("%s: ignored DICOM objects that are not source images (%s)", root, found_others)
     series = []
     for uid, items in groups.items():
-        first = items[0][1]
-        series.append(
-            DicomSeriesInfo(
-                series_uid=uid,
-                modality=str(first.get("Modality", "")),
-                description=str(first.get("SeriesDescription", "")),
-                study_uid=str(first.get("StudyInstanceUID", "")),
-                files=tuple(p for p, _ in items),
+        first_path, first = items[0]
+        with _interpreting(first_path):
+            series.append(
+                DicomSeriesInfo(
+                    series_uid=uid,
+                    modality=str(first.get("Modality", "") or ""),
+                    description=str(first.get("SeriesDescription", "") or ""),
+                    study_uid=str(first.get("StudyInstanceUID", "") or ""),
+                    files=tuple(p for p, _ in items),
+                )
             )
-        )
     return sorted(series, key=lambda s: (-len(s.files), s.series_uid))
 
 
@@ -234,17 +239,53 @@ def select_series(
 
 def _floats(header: pydicom.Dataset, keyword: str, path: Path, count: int) -> np.ndarray:
     value = header.get(keyword)
-    if value is None or len(value) != count:
-        raise DicomSeriesError(f"{path}: missing or malformed {keyword}, needed for the volume geometry")
+    values = (
+        [] if value is None or value == "" else list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+    )
+    if len(values) != count:
+        raise DicomSeriesError(
+            f"{path}: missing or malformed {keyword} ({count} numbers needed for the volume geometry, found "
+            f"{len(values)})"
+        )
     try:
-        numbers = np.asarray([float(v) for v in value], dtype=np.float64)
+        numbers = np.asarray([float(v) for v in values], dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise DicomSeriesError(f"{path}: malformed {keyword} {list(value)!r} ({err})") from None
+        raise DicomSeriesError(f"{path}: malformed {keyword} {values!r} ({err})") from None
     if not np.isfinite(numbers).all():
         raise DicomSeriesError(
             f"{path}: {keyword} {numbers.tolist()} is not finite; the slice cannot be placed. Fix or remove this file."
         )
     return numbers
+
+
+def _number(header: pydicom.Dataset, keyword: str, path: Path, default: float | None = None) -> float:
+    """A finite single number of the header (``default`` when absent or empty)."""
+    value = header.get(keyword)
+    if value is None or value == "":
+        if default is None:
+            raise DicomSeriesError(f"{path}: {keyword} is missing; it is needed to read the slice")
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as err:
+        raise DicomSeriesError(f"{path}: malformed {keyword} {value!r} ({err})") from None
+    if not math.isfinite(number):
+        raise DicomSeriesError(f"{path}: {keyword} {number} is not finite; fix or remove this file")
+    return number
+
+
+@contextmanager
+def _interpreting(path: Path) -> Iterator[None]:
+    """Names ``path`` in any error raised while its header is interpreted: pydicom converts values lazily, so
+    a malformed value surfaces as a bare ValueError, TypeError or UnicodeDecodeError at first access."""
+    try:
+        yield
+    except DicomSeriesError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError, struct.error) as err:
+        raise DicomSeriesError(
+            f"{path}: the header cannot be interpreted ({type(err).__name__}: {err}); fix or remove this file"
+        ) from err
 
 
 def _pixels(dataset: pydicom.Dataset, path: Path) -> np.ndarray:
@@ -257,8 +298,8 @@ def _pixels(dataset: pydicom.Dataset, path: Path) -> np.ndarray:
             f"{path}: {pixels.ndim}-dimensional pixel data (multi-frame or colour) is not supported for series "
             "loading; only single-frame grayscale slices are"
         )
-    slope = float(dataset.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(dataset.get("RescaleIntercept", 0.0) or 0.0)
+    slope = _number(dataset, "RescaleSlope", path, 1.0) or 1.0
+    intercept = _number(dataset, "RescaleIntercept", path, 0.0)
     if slope != 1.0 or intercept != 0.0:
         return pixels.astype(np.float64) * slope + intercept
     return pixels
@@ -293,20 +334,33 @@ def read_dicom_series(
         except (InvalidDicomError, OSError, ValueError, EOFError) as err:
             raise DicomSeriesError(f"{path}: corrupt DICOM file ({err})") from err
         slices.append((path, ds))
+    records = []
+    for path, ds in slices:
+        with _interpreting(path):
+            records.append(
+                (
+                    (int(_number(ds, "Rows", path)), int(_number(ds, "Columns", path))),
+                    _floats(ds, "ImageOrientationPatient", path, 6),
+                    _floats(ds, "PixelSpacing", path, 2),
+                    _floats(ds, "ImagePositionPatient", path, 3),
+                )
+            )
     path0, ds0 = slices[0]
-    orientation = _floats(ds0, "ImageOrientationPatient", path0, 6)
-    pixel_spacing = _floats(ds0, "PixelSpacing", path0, 2)
-    shape = (int(ds0.Rows), int(ds0.Columns))
-    for path, ds in slices[1:]:
-        if (int(ds.Rows), int(ds.Columns)) != shape:
-            raise DicomSeriesError(f"{path}: {ds.Rows}x{ds.Columns} pixels, other slices of the series have {shape}")
-        if not np.allclose(_floats(ds, "ImageOrientationPatient", path, 6), orientation, atol=1e-4):
+    shape, orientation, pixel_spacing, _ = records[0]
+    for (path, _), (size, other_orientation, other_spacing, _) in zip(slices[1:], records[1:], strict=True):
+        if size != shape:
+            raise DicomSeriesError(f"{path}: {size[0]}x{size[1]} pixels, other slices of the series have {shape}")
+        if not np.allclose(other_orientation, orientation, atol=1e-4):
             raise DicomSeriesError(f"{path}: ImageOrientationPatient differs from {path0}; not one volume")
-        if not np.allclose(_floats(ds, "PixelSpacing", path, 2), pixel_spacing, rtol=1e-4):
+        if not np.allclose(other_spacing, pixel_spacing, rtol=1e-4):
             raise DicomSeriesError(f"{path}: PixelSpacing differs from {path0}; not one volume")
     row_dir, col_dir = orientation[:3], orientation[3:]
     normal = np.cross(row_dir, col_dir)
-    positions = np.stack([_floats(ds, "ImagePositionPatient", path, 3) for path, ds in slices])
+    if np.linalg.norm(normal) < 1e-6:
+        raise DicomSeriesError(
+            f"{path0}: ImageOrientationPatient {orientation.tolist()} has parallel or zero row and column directions"
+        )
+    positions = np.stack([r[3] for r in records])
     along = positions @ normal
     order = np.argsort(along, kind="stable")
     slices = [slices[i] for i in order]
@@ -349,7 +403,9 @@ def read_dicom_series(
                 tilt,
             )
     else:
-        thickness = float(ds0.get("SpacingBetweenSlices") or ds0.get("SliceThickness") or 1.0)
+        with _interpreting(path0):
+            thickness = _number(ds0, "SpacingBetweenSlices", path0, 0.0) or _number(ds0, "SliceThickness", path0, 1.0)
+            thickness = thickness or 1.0
         step_vector = normal * thickness
 
     affine = np.eye(4)
@@ -358,12 +414,21 @@ def read_dicom_series(
     affine[:3, 2] = step_vector
     affine[:3, 3] = positions[0]
 
-    planes = [_pixels(ds, path) for path, ds in slices]
+    planes = []
+    for path, ds in slices:
+        with _interpreting(path):
+            planes.append(_pixels(ds, path))
+            if planes[-1].shape != shape:
+                raise DicomSeriesError(f"{path}: pixel data of {planes[-1].shape} pixels, the header says {shape}")
     rescaled = any(p.dtype.kind == "f" for p in planes)
     volume = np.stack([p.T for p in planes], axis=-1)
     if rescaled:
         volume = volume.astype(np.float32)
-    frame_uids = {str(ds.get("FrameOfReferenceUID", "")) for _, ds in slices}
+    frame_uids, sop_uids = set(), []
+    for path, ds in slices:
+        with _interpreting(path):
+            frame_uids.add(str(ds.get("FrameOfReferenceUID", "") or ""))
+            sop_uids.append(str(ds.SOPInstanceUID))
     if len(frame_uids) > 1:
         raise DicomSeriesError(
             f"series {info.series_uid}: slices have different FrameOfReferenceUIDs {sorted(frame_uids)}"
@@ -372,7 +437,7 @@ def read_dicom_series(
         array=volume,
         affine_lps=affine,
         info=info,
-        sop_instance_uids=[str(ds.SOPInstanceUID) for _, ds in slices],
+        sop_instance_uids=sop_uids,
         files=[p for p, _ in slices],
         frame_of_reference_uid=frame_uids.pop(),
         headers=[ds for _, ds in slices],

@@ -163,7 +163,7 @@ def normalize_pool_sizes(
         raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}")
     if pool_sizes is None:
         return tuple((2,) * spatial_dims for _ in range(depth - 1))
-    if isinstance(pool_sizes, int) or len(pool_sizes) != depth - 1:
+    if not isinstance(pool_sizes, (list, tuple)) or len(pool_sizes) != depth - 1:
         raise ValueError(
             f"pool_sizes must have one entry per level transition (len(features) - 1 = {depth - 1}), "
             f"got {pool_sizes!r}; e.g. {tuple([2] * (depth - 1))}"
