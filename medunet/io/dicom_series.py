@@ -424,14 +424,16 @@ def read_dicom_series(
     volume = np.stack([p.T for p in planes], axis=-1)
     if rescaled:
         volume = volume.astype(np.float32)
-    frame_uids, sop_uids = set(), []
+    frame_uids, sop_uids = [], []
     for path, ds in slices:
         with _interpreting(path):
-            frame_uids.add(str(ds.get("FrameOfReferenceUID", "") or ""))
+            frame_uids.append(str(ds.get("FrameOfReferenceUID", "") or ""))
             sop_uids.append(str(ds.SOPInstanceUID))
-    if len(frame_uids) > 1:
+    others = [path.name for (path, _), uid in zip(slices, frame_uids, strict=True) if uid != frame_uids[0]]
+    if others:
         raise DicomSeriesError(
-            f"series {info.series_uid}: slices have different FrameOfReferenceUIDs {sorted(frame_uids)}"
+            f"series {info.series_uid} in {slices[0][0].parent}: {', '.join(others[:5])} have another "
+            f"FrameOfReferenceUID than {slices[0][0].name} ({frame_uids[0]!r}); the slices are not one volume"
         )
     return DicomVolume(
         array=volume,
@@ -439,7 +441,7 @@ def read_dicom_series(
         info=info,
         sop_instance_uids=sop_uids,
         files=[p for p, _ in slices],
-        frame_of_reference_uid=frame_uids.pop(),
+        frame_of_reference_uid=frame_uids[0],
         headers=[ds for _, ds in slices],
     )
 
