@@ -3,10 +3,16 @@
 A scanner or PACS node pushes series with C-STORE; no DICOM message says that a series is complete, so a
 series counts as complete after a quiet period, then waits in a bounded queue for the one worker that
 segments it (:class:`~medunet.apps.segmenter.BundleSegmenter`) and stores the SEG at the destination.
+
+Its work folder is its memory across restarts: ``incoming/series-<uid>/`` holds every received instance
+(each written atomically), ``results/series-<uid>.json`` the outcome of a processed series (written
+atomically once the SEG is stored, or the failure recorded). A listener killed at any moment and started
+again on the same folder segments every received series without a result.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import tempfile
@@ -26,8 +32,10 @@ from medunet.io.pacs import (
     checked_uid,
     save_received,
     series_folder_name,
+    series_uid_of_folder,
     set_tcp_nodelay,
 )
+from medunet.utils.files import atomic_write_json, is_temporary, remove_stale_temporaries
 
 __all__ = ["DEFAULT_IDLE_SECONDS", "PacsListener"]
 
@@ -55,7 +63,9 @@ class PacsListener:
       bounded FIFO queue (``max_queue``) that one worker empties in arrival order. When the queue is full the
       completion check waits, so a burst is slowed down, never dropped.
     - Up to ``max_associations`` senders may push at the same time.
-    - Every outcome (SEG stored, or the error) is recorded in :attr:`results`.
+    - Every outcome (SEG stored, or the error) is recorded in :attr:`results` and in ``results/`` of the work
+      folder; on :meth:`start`, series received earlier in the same work folder without a result (a listener
+      killed while receiving or segmenting) are processed.
     """
 
     def __init__(
@@ -141,14 +151,47 @@ class PacsListener:
                 outputs = self.segmenter.segment(entry.folder, self.work / "output" / series_folder_name(uid))
                 seg = [p for p in outputs if p.suffix == ".dcm"]
                 self.destination.store(seg)
-                self.results[uid] = {"status": "stored", "instances": entry.count, "seg": [str(p) for p in seg]}
+                self._record(uid, {"status": "stored", "instances": entry.count, "seg": [str(p) for p in seg]})
             except Exception as err:
                 logger.error("series %s failed: %s", uid, err)
-                self.results[uid] = {"status": "failed", "instances": entry.count, "error": str(err)}
+                self._record(uid, {"status": "failed", "instances": entry.count, "error": str(err)})
             finally:
                 self.queue.task_done()
 
+    def _record(self, uid: str, result: dict[str, Any]) -> None:
+        """The outcome of a series, kept in memory and (atomically) in the work folder."""
+        atomic_write_json(self.work / "results" / f"{series_folder_name(uid)}.json", {"series_uid": uid, **result})
+        self.results[uid] = result
+
+    def _recover(self) -> list[str]:
+        """Reads the outcomes of an earlier listener on this work folder and takes up every series it received
+        but did not finish (they wait the quiet time like a new arrival, then are queued)."""
+        for path in sorted((self.work / "results").glob("series-*.json")):
+            try:
+                record = json.loads(path.read_text())
+                self.results[str(record.pop("series_uid"))] = record
+            except (ValueError, KeyError, TypeError, AttributeError):
+                logger.warning("%s is not a listener result (unreadable); its series is processed again", path)
+        recovered = []
+        for folder in sorted((self.work / "incoming").glob("series-*")):
+            uid = series_uid_of_folder(folder.name)
+            if uid is None or uid in self.results or not folder.is_dir():
+                continue
+            for leftover in [p for p in folder.iterdir() if is_temporary(p)]:  # saves that a kill interrupted
+                remove_stale_temporaries(folder / leftover.name[1:].rsplit(".", 2)[0])
+            count = sum(1 for p in folder.iterdir() if p.suffix == ".dcm" and not is_temporary(p))
+            self._pending[uid] = _Series(folder, "(received before a restart)", count=count)
+            recovered.append(uid)
+        if recovered:
+            logger.warning(
+                "taking up %d series received before the listener stopped and not yet processed: %s",
+                len(recovered),
+                ", ".join(recovered),
+            )
+        return recovered
+
     def start(self) -> None:
+        self._recover()
         ae = AE(ae_title=self.ae_title)
         ae.supported_contexts = StoragePresentationContexts
         ae.require_called_aet = True

@@ -37,6 +37,7 @@ from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medunet.utils.enums import IrregularSpacing, look_up
+from medunet.utils.files import is_temporary
 
 __all__ = [
     "DicomSeriesError",
@@ -152,7 +153,9 @@ def scan_dicom_folder(folder: str | Path, recursive: bool = True) -> list[DicomS
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"DICOM folder {root} does not exist or is not a folder")
-    candidates = sorted(p for p in (root.rglob("*") if recursive else root.iterdir()) if p.is_file())
+    candidates = sorted(
+        p for p in (root.rglob("*") if recursive else root.iterdir()) if p.is_file() and not is_temporary(p)
+    )  # a temporary of an interrupted atomic write is half a file
     groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
     others: Counter[str] = Counter()
     for path in candidates:

@@ -444,6 +444,17 @@ def series_folder_name(series_uid: str) -> str:
     return f"series-{checked_uid(series_uid, 'SeriesInstanceUID').replace('.', '-')}"
 
 
+def series_uid_of_folder(name: str) -> str | None:
+    """The SeriesInstanceUID a :func:`series_folder_name` was made from, None for any other name."""
+    if not name.startswith("series-"):
+        return None
+    uid = name.removeprefix("series-").replace("-", ".")
+    try:
+        return checked_uid(uid, "SeriesInstanceUID")
+    except ValueError:
+        return None
+
+
 def save_atomically(ds: Dataset, out: str | Path) -> Path:
     """Writes ``<out>/<SOPInstanceUID>.dcm`` under a temporary name and renames it, so no partial file is seen.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from glob import escape as glob_escape
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_path",
     "atomic_write_text",
+    "is_temporary",
     "remove_stale_temporaries",
     "temporary_name",
 ]
@@ -35,6 +37,14 @@ def temporary_name(target: str | Path, suffix: str = "") -> Path:
     the extension for writers that choose the format by it (``.nii.gz``, ``.png``)."""
     path = Path(target)
     return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+
+
+_TEMPORARY = re.compile(r"^\..+\.\d+\.tmp(\..+)?$")
+
+
+def is_temporary(path: str | Path) -> bool:
+    """Whether ``path`` is the temporary of an atomic write (:func:`temporary_name`): not a file to read."""
+    return bool(_TEMPORARY.match(Path(path).name))
 
 
 def _alive(pid: int) -> bool:

@@ -8,7 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from medunet.io.pacs import PacsClient, PacsConfig, PacsError, series_folder_name
+from medunet.io.pacs import PacsClient, PacsConfig, PacsError, series_folder_name, series_uid_of_folder
 from tests.conftest import require
 from tests.orthanc import Orthanc
 
@@ -109,3 +109,6 @@ def test_unknown_retrieve_method_lists_the_valid_ones(tmp_path: Path) -> None:
 
 def test_series_folder_names_have_no_dots() -> None:
     assert series_folder_name("1.2.840.10008") == "series-1-2-840-10008"
+    assert series_uid_of_folder("series-1-2-840-10008") == "1.2.840.10008"
+    assert series_uid_of_folder("series-a-b") is None
+    assert series_uid_of_folder("other") is None

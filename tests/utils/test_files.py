@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 import pytest
 
-from medunet.utils.files import atomic_write, atomic_write_json, atomic_write_text, temporary_name
+from medunet.utils.files import atomic_write, atomic_write_json, atomic_write_text, is_temporary, temporary_name
 
 
 def test_writes_create_folders_and_replace_content(tmp_path: Path) -> None:
@@ -34,3 +34,12 @@ def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path: Path) -
     assert target.read_bytes() == b"old"
     assert not temporary_name(target).exists()
     assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]
+
+
+def test_temporaries_are_recognised_by_name(tmp_path: Path) -> None:
+    target = tmp_path / "1.2.3.dcm"
+    assert is_temporary(temporary_name(target))
+    assert is_temporary(temporary_name(tmp_path / "case_seg.nii.gz", ".nii.gz"))
+    assert not is_temporary(target)
+    assert not is_temporary(tmp_path / ".hidden")
+    assert not is_temporary(tmp_path / "notes.tmp")
