@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+from medunet.handlers.checkpoint import epoch_checkpoints
 from tests.conftest import REPO, stop
 
 BUNDLES = ["unet2d", "unet3d"]
@@ -155,43 +157,63 @@ def test_evaluate_reads_checkpoint_and_tracks(trained: tuple[str, Path], tmp_pat
     assert {r.info.run_name for r in runs} == {f"{name}-run", f"{name}-eval-run"}
 
 
-@pytest.mark.parametrize("name", BUNDLES)
-def test_resume_after_sigkill_continues_at_next_epoch(name: str, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    cmd = bundle_cmd("training", *train_files(name), output_dir=out, epochs=4)
-    log = tmp_path / "first.log"
-    with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=ENV)
-        deadline = time.monotonic() + 300
-        while not list(out.glob("checkpoint_epoch=*.pt")) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-        time.sleep(0.5)  # let the (atomic) checkpoint write finish; the run is now in epoch 2
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, log.read_text()[-3000:]
-    done = sorted(int(p.stem.split("=")[1]) for p in out.glob("checkpoint_epoch=*.pt"))
-    assert done
-    assert done[-1] < 4
-    text = run(cmd, tmp_path / "second.log")
-    assert f"resuming from {out}/checkpoint_epoch={done[-1]}.pt" in text
-    epochs_run = sorted(
-        {int(line.split("Epoch: ")[1].split("/")[0]) for line in text.splitlines() if "Epoch: " in line}
-    )
-    assert epochs_run == list(range(done[-1] + 1, 5))
-    assert (out / "checkpoint_epoch=4.pt").is_file()
+# Moments of the kills (python -m tests.bundles.kill_at): at a random time after the training starts (a fixed
+# seed, so a failure can be rerun), halfway through a checkpoint write, between two metrics of one MLflow logging
+# call.
+KILLS = {
+    "unet2d": [("seconds", f"{random.Random(7).uniform(0.5, 2.5):.2f}"), ("checkpoint", "2"), ("mlflow", "1")],
+    "unet3d": [("checkpoint", "2")],
+}
+
+
+def epochs_started(log_text: str) -> list[int]:
+    return sorted({int(line.split("Epoch: ")[1].split("/")[0]) for line in log_text.splitlines() if "Epoch: " in line})
+
+
+def test_resume_after_sigkill_continues_at_next_epoch(trained: tuple[str, Path], tmp_path: Path) -> None:
+    """Killed at several moments and rerun each time: at most the epoch in progress is lost, no checkpoint under
+    its final name is ever broken, one MLflow run with every step logged once, and the final weights are those
+    of an uninterrupted run (the ``trained`` fixture: the same command, seed and epochs, never killed)."""
+    name, uninterrupted = trained
+    out, epochs = tmp_path / "run", 2
+    cmd = bundle_cmd("training", *train_files(name), output_dir=out, epochs=epochs)
+    for i, (moment, value) in enumerate(KILLS[name]):
+        before = [e for e, _ in epoch_checkpoints(out)] if out.exists() else []
+        log = tmp_path / f"killed-{i}-{moment}.log"
+        with log.open("w") as fh:
+            proc = subprocess.run(
+                [PYTHON, "-m", "tests.bundles.kill_at", moment, value, *cmd[3:]],
+                cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=ENV, timeout=600,
+            )  # fmt: skip
+        text = log.read_text()
+        assert proc.returncode == -signal.SIGKILL, f"{moment} {value}: not killed\n{text[-3000:]}"
+        if before:  # the rerun went on from the newest checkpoint
+            assert f"resuming from {out}/checkpoint_epoch={before[-1]}.pt" in text, text[-3000:]
+        done = [e for e, _ in epoch_checkpoints(out)]
+        for _, path in epoch_checkpoints(out):  # a kill mid-write leaves no broken file under a final name
+            torch.load(path, weights_only=True)
+        if (out / "best_model.pt").exists():
+            torch.load(out / "best_model.pt", weights_only=True)
+        latest = done[-1] if done else 0
+        assert max(epochs_started(text), default=0) <= latest + 1, "more than the epoch in progress was lost"
+        assert latest < epochs
+
+    text = run(cmd, tmp_path / "final.log")
+    assert f"resuming from {out}/checkpoint_epoch={latest}.pt" in text or latest == 0
+    assert epochs_started(text) == list(range(latest + 1, epochs + 1))
+    assert (out / f"checkpoint_epoch={epochs}.pt").is_file()
     run_ = only_run(f"sqlite:///{out / 'mlflow' / 'mlflow.db'}")  # the interrupted run was continued
     client = mlflow.MlflowClient(f"sqlite:///{out / 'mlflow' / 'mlflow.db'}")
-    assert [m.step for m in client.get_metric_history(run_.info.run_id, "val_mean_dice")][-1] == 4
-    for key in ("train_loss", "val_mean_dice"):  # the epoch trained again after the kill is not logged twice
+    assert [m.step for m in client.get_metric_history(run_.info.run_id, "val_mean_dice")] == list(range(1, epochs + 1))
+    for key in run_.data.metrics:  # an epoch trained again after a kill is not logged twice
         steps = [m.step for m in client.get_metric_history(run_.info.run_id, key)]
         assert len(steps) == len(set(steps)), f"{key} logged twice at steps {sorted(steps)}"
-    assert not list(out.glob(".*.tmp")), "a temporary file of an interrupted write was left behind"
+    temporaries = list(out.glob(".*.tmp"))
+    assert not temporaries, f"temporaries of killed writes were left behind: {temporaries}"
 
-    # the same seed without the kill: bitwise the same weights (every epoch's random numbers are reseeded)
-    uninterrupted = tmp_path / "uninterrupted"
-    run(bundle_cmd("training", *train_files(name), output_dir=uninterrupted, epochs=4), tmp_path / "straight.log")
-    resumed_weights = torch.load(out / "checkpoint_epoch=4.pt", weights_only=True)["model"]
-    straight_weights = torch.load(uninterrupted / "checkpoint_epoch=4.pt", weights_only=True)["model"]
+    # the same seed without the kills: bitwise the same weights (every epoch's random numbers are reseeded)
+    resumed_weights = torch.load(out / f"checkpoint_epoch={epochs}.pt", weights_only=True)["model"]
+    straight_weights = torch.load(uninterrupted / f"checkpoint_epoch={epochs}.pt", weights_only=True)["model"]
     for key, value in straight_weights.items():
         assert torch.equal(resumed_weights[key], value), f"{key} differs after kill and resume"
 
