@@ -72,6 +72,17 @@ class Recorder:
         self.stored += [Path(f).name for f in files]
 
 
+def restarted(recorder: Recorder, port: int, work: Path) -> PacsListener:
+    """A listener started on ``work`` and stopped once it has nothing pending or queued."""
+    listener = PacsListener(recorder, recorder, "MEDUNET", port, ["PUSHER"], work, idle_seconds=0.2)  # type: ignore[arg-type]
+    listener.start()
+    try:
+        assert listener.wait_idle(timeout=60)
+    finally:
+        listener.stop()
+    return listener
+
+
 def test_a_killed_listener_takes_up_what_it_received(tmp_path: Path) -> None:
     port, work, started = free_port(), tmp_path / "listener", tmp_path / "segmenting"
     folders = []
@@ -103,12 +114,7 @@ def test_a_killed_listener_takes_up_what_it_received(tmp_path: Path) -> None:
     (incoming[1] / f".1.2.3.4.dcm.{dead.pid}.tmp").write_bytes(b"\x00" * 128 + b"DICM half")
 
     recorder = Recorder(tmp_path / "out")
-    listener = PacsListener(recorder, recorder, "MEDUNET", port, ["PUSHER"], work, idle_seconds=0.2)  # type: ignore[arg-type]
-    listener.start()
-    try:
-        assert listener.wait_idle(timeout=60)
-    finally:
-        listener.stop()
+    listener = restarted(recorder, port, work)
     assert sorted(recorder.segmented) == sorted((f.name, 6) for f in incoming)
     assert {r["status"] for r in listener.results.values()} == {"stored"}
     assert len(recorder.stored) == 2
@@ -117,11 +123,6 @@ def test_a_killed_listener_takes_up_what_it_received(tmp_path: Path) -> None:
 
     # started once more: both series have results, nothing is processed again
     again = Recorder(tmp_path / "out2")
-    listener = PacsListener(again, again, "MEDUNET", port, ["PUSHER"], work, idle_seconds=0.2)  # type: ignore[arg-type]
-    listener.start()
-    try:
-        assert listener.wait_idle(timeout=30)
-    finally:
-        listener.stop()
+    listener = restarted(again, port, work)
     assert again.segmented == []
     assert set(listener.results) == {str(pydicom.dcmread(next(f.glob("*.dcm"))).SeriesInstanceUID) for f in folders}
