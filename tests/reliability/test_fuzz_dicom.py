@@ -24,6 +24,9 @@ from medunet.io import load_image
 
 SHAPE = (8, 6, 5)
 
+# pydicom warns about every malformed value it is made to write or read: here they are the point
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
 
 @pytest.fixture(scope="module")
 def series(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray]:
