@@ -89,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
                 "medunet.apps.pacs_listener.DEFAULT_IDLE_SECONDS)",
             )
             cmd.add_argument("--max-queue", type=int, default=8)
+            cmd.add_argument(
+                "--host",
+                default="127.0.0.1",
+                help="address to listen on (default loopback only; 0.0.0.0 or this machine's address to be reached "
+                "by a scanner or PACS on the network)",
+            )
+            cmd.add_argument("--port", type=int, default=None, help="port to listen on (default: storage_port)")
     return parser
 
 
@@ -147,10 +154,11 @@ def _pacs(args: argparse.Namespace) -> int:
             segmenter,
             client,
             config.calling_aet,
-            config.storage_port,
+            config.storage_port if args.port is None else args.port,
             args.allowed_aet,
             args.work_dir,
             max_queue=args.max_queue,
+            host=args.host,
             **quiet,
         )
         listener.start()

@@ -3,13 +3,15 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-# System tools for the DICOM SEG / PACS tests: Orthanc (+ DICOMweb plugin) and dciodvfy (dicom3tools).
+# System tools for the DICOM SEG / PACS tests: Orthanc (+ DICOMweb plugin), dciodvfy (dicom3tools) and DCMTK's
+# clients (echoscu, storescu), which hospitals use to test a DICOM node.
 # Installed when running as root with apt; otherwise those tests skip and say what is missing.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=()
     command -v Orthanc >/dev/null 2>&1 || missing+=(orthanc)
     [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
     command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
+    command -v echoscu >/dev/null 2>&1 || missing+=(dcmtk)
     command -v ip >/dev/null 2>&1 || missing+=(iproute2)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "medunet test setup: installing ${missing[*]}"

@@ -67,5 +67,6 @@ def test_listen_uses_the_listeners_quiet_time_unless_given(monkeypatch: pytest.M
         str(tmp_path),
     ]
     assert main(args) == 0
-    assert main([*args, "--idle-seconds", "7.5"]) == 0
+    assert main([*args, "--idle-seconds", "7.5", "--host", "0.0.0.0", "--port", "11190"]) == 0
     assert [m.idle_seconds for m in made] == [listener_module.DEFAULT_IDLE_SECONDS, 7.5]
+    assert [(m.host, m.port) for m in made] == [("127.0.0.1", 11112), ("0.0.0.0", 11190)]  # loopback by default

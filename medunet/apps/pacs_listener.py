@@ -41,6 +41,9 @@ __all__ = ["DEFAULT_IDLE_SECONDS", "PacsListener"]
 
 logger = logging.getLogger(__name__)
 
+VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
+"""C-ECHO (PS3.4 A.4)."""
+
 DEFAULT_IDLE_SECONDS = 2.0
 """Quiet time after which a series counts as complete (the library's and the command line's default)."""
 
@@ -56,7 +59,9 @@ class _Series:
 class PacsListener:
     """A storage SCP that segments every series pushed to it and sends the SEG to ``destination``.
 
-    - Only the AE titles in ``allowed_aets`` may store; others are rejected at association.
+    - It listens on ``host``:``port`` (loopback by default; ``0.0.0.0`` or the machine's address to be reached by
+      a scanner or PACS) and answers C-ECHO.
+    - Only the AE titles in ``allowed_aets`` may associate (store or echo); others are rejected at association.
     - An instance whose SeriesInstanceUID or SOPInstanceUID is not a DICOM UID (digits and dots) is refused
       with a failure status (0xC000) and nothing is written: those UIDs name files and folders.
     - A series counts as complete when no instance of it arrived for ``idle_seconds``; it then enters a
@@ -194,13 +199,14 @@ class PacsListener:
         self._recover()
         ae = AE(ae_title=self.ae_title)
         ae.supported_contexts = StoragePresentationContexts
+        ae.add_supported_context(VERIFICATION_SOP_CLASS)  # C-ECHO: the first thing a PACS administrator tries
         ae.require_called_aet = True
         ae.require_calling_aet = sorted(self.allowed)
         ae.maximum_associations = self.max_associations  # concurrent senders; beyond that they are refused
         self._server = ae.start_server(
             (self.host, self.port),
             block=False,
-            evt_handlers=[(evt.EVT_C_STORE, self._on_store), (evt.EVT_ACSE_RECV, self._on_connect)],
+            evt_handlers=[(evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, self._on_connect)],
         )
         for target in (self._watch, self._work):
             thread = threading.Thread(target=target, daemon=True, name=f"medunet-listener-{target.__name__}")

@@ -60,7 +60,10 @@ def set_tcp_nodelay(assoc: Association) -> None:
     """Sets TCP_NODELAY on an association's socket (requestor or acceptor side; see the module docstring)."""
     sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
     if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as err:  # the peer closed the connection already: nothing to tune
+            logger.debug("TCP_NODELAY not set: %s", err)
 
 
 @dataclass

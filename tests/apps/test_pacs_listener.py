@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -87,3 +90,37 @@ def test_listener_needs_allowed_senders_and_defaults_to_the_library_quiet_time(s
         PacsListener(segmenter, PacsClient(PacsConfig()), allowed_aets=[])
     listener = PacsListener(segmenter, PacsClient(PacsConfig()), allowed_aets=["SCANNER"])
     assert listener.idle_seconds == DEFAULT_IDLE_SECONDS
+
+
+class _Idle:
+    """Segmenter and destination of a listener that only answers C-ECHO here."""
+
+    def segment(self, *_: object) -> list[Path]:
+        raise AssertionError("nothing was sent to segment")
+
+
+@pytest.mark.skipif(shutil.which("echoscu") is None, reason="DCMTK's echoscu is not installed (apt-get install dcmtk)")
+def test_dcmtk_echoscu_reaches_the_listener_and_a_stranger_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = _free_port()
+    listener = PacsListener(_Idle(), _Idle(), "MEDUNET", port, ["SCANNER"], tmp_path / "work")  # type: ignore[arg-type]
+    listener.start()
+    try:
+        with caplog.at_level("DEBUG"):
+            ok = subprocess.run(["echoscu", "-aet", "SCANNER", "-aec", "MEDUNET", "127.0.0.1", str(port)],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+            stranger = subprocess.run(["echoscu", "-aet", "STRANGER", "-aec", "MEDUNET", "127.0.0.1", str(port)],
+                                      capture_output=True, text=True, timeout=60)  # fmt: skip
+    finally:
+        listener.stop()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert stranger.returncode != 0
+    assert "Association Rejected" in stranger.stdout + stranger.stderr
+    assert "Bad file descriptor" not in caplog.text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
