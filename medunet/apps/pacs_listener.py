@@ -56,6 +56,11 @@ class _Series:
     count: int = 0
 
 
+def _instances(folder: Path) -> int:
+    """The received instances in a series folder (temporaries of interrupted saves not counted)."""
+    return sum(1 for p in folder.glob("*.dcm") if not is_temporary(p))
+
+
 class PacsListener:
     """A storage SCP that segments every series pushed to it and sends the SEG to ``destination``.
 
@@ -68,6 +73,8 @@ class PacsListener:
       bounded FIFO queue (``max_queue``) that one worker empties in arrival order. When the queue is full the
       completion check waits, so a burst is slowed down, never dropped.
     - Up to ``max_associations`` senders may push at the same time.
+    - A series sent again after it was processed is segmented again, with every instance received (the
+      earlier ones and the new ones); the warning says so and its result counts the ``runs``.
     - Every outcome (SEG stored, or the error) is recorded in :attr:`results` and in ``results/`` of the work
       folder; on :meth:`start`, series received earlier in the same work folder without a result (a listener
       killed while receiving or segmenting) are processed.
@@ -100,6 +107,7 @@ class PacsListener:
         self.results: dict[str, dict[str, Any]] = {}
         self._pending: dict[str, _Series] = {}
         self._queued: dict[str, _Series] = {}
+        self._runs: dict[str, int] = {}  # how often each series was segmented before (a series sent again)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -116,9 +124,15 @@ class PacsListener:
         with self._lock:
             entry = self._pending.get(uid) or self._queued.get(uid)
             if entry is None:
-                if uid in self.results:
-                    logger.warning("series %s arrived again after it was processed; ignored", uid)
-                    return 0x0000
+                if uid in self.results:  # sent again (corrected, completed, or a retry): segmented again
+                    logger.warning(
+                        "series %s arrived again after it was processed (%s); it will be segmented again with "
+                        "every instance received so far",
+                        uid,
+                        self.results[uid]["status"],
+                    )
+                    self._runs[uid] = int(self.results[uid].get("runs", 1))
+                    self.results[uid] = {**self.results[uid], "status": "receiving again"}
                 folder = self.work / "incoming" / series_folder_name(uid)
                 entry = self._pending[uid] = _Series(folder, event.assoc.requestor.ae_title)
                 entry.folder.mkdir(parents=True, exist_ok=True)
@@ -152,6 +166,7 @@ class PacsListener:
                 return
             with self._lock:
                 entry = self._queued.pop(uid)
+                entry.count = _instances(entry.folder)  # a series sent again: the earlier instances count too
             try:
                 outputs = self.segmenter.segment(entry.folder, self.work / "output" / series_folder_name(uid))
                 seg = [p for p in outputs if p.suffix == ".dcm"]
@@ -164,7 +179,9 @@ class PacsListener:
                 self.queue.task_done()
 
     def _record(self, uid: str, result: dict[str, Any]) -> None:
-        """The outcome of a series, kept in memory and (atomically) in the work folder."""
+        """The outcome of a series, kept in memory and (atomically) in the work folder; ``runs`` counts how often
+        it was segmented (more than once when it was sent again)."""
+        result = {**result, "runs": self._runs.pop(uid, 0) + 1}
         atomic_write_json(self.work / "results" / f"{series_folder_name(uid)}.json", {"series_uid": uid, **result})
         self.results[uid] = result
 
@@ -184,8 +201,7 @@ class PacsListener:
                 continue
             for leftover in [p for p in folder.iterdir() if is_temporary(p)]:  # saves that a kill interrupted
                 remove_stale_temporaries(folder / leftover.name[1:].rsplit(".", 2)[0])
-            count = sum(1 for p in folder.iterdir() if p.suffix == ".dcm" and not is_temporary(p))
-            self._pending[uid] = _Series(folder, "(received before a restart)", count=count)
+            self._pending[uid] = _Series(folder, "(received before a restart)", count=_instances(folder))
             recovered.append(uid)
         if recovered:
             logger.warning(

@@ -124,3 +124,44 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class _Recording:
+    """Segmenter and destination that record the series they get."""
+
+    def __init__(self) -> None:
+        self.segmented: list[str] = []
+
+    def segment(self, case: Path, output_dir: Path) -> list[Path]:
+        self.segmented.append(Path(case).name)
+        seg = Path(output_dir) / "seg.dcm"
+        seg.parent.mkdir(parents=True, exist_ok=True)
+        seg.write_bytes(b"SEG")
+        return [seg]
+
+    def store(self, files: list[Path]) -> None:
+        pass
+
+
+def test_a_series_sent_again_is_segmented_again_with_every_instance(tmp_path: Path) -> None:
+    port, recorder = _free_port(), _Recording()
+    folder = tmp_path / "series"
+    write_dicom_series(np.zeros((12, 10, 6), np.float32), folder, modality="MR", rescale=(1.0, 0.0))
+    first = tmp_path / "first"
+    first.mkdir()
+    for path in sorted(folder.glob("*.dcm"))[:4]:  # the scanner sends 4 slices, then all 6 again
+        (first / path.name).write_bytes(path.read_bytes())
+    listener = PacsListener(recorder, recorder, "MEDUNET", port, ["PUSHER"], tmp_path / "work", idle_seconds=0.3)  # type: ignore[arg-type]
+    listener.start()
+    try:
+        _push(first, port, "PUSHER")
+        assert listener.wait_idle(timeout=60)
+        _push(folder, port, "PUSHER")
+        assert listener.wait_idle(timeout=60)
+    finally:
+        listener.stop()
+    [result] = listener.results.values()
+    assert len(recorder.segmented) == 2
+    assert result["status"] == "stored"
+    assert result["runs"] == 2
+    assert result["instances"] == 6
