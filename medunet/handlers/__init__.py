@@ -1,5 +1,6 @@
 """Ignite handlers that MONAI does not have: atomic checkpoints (and their file names), MLflow runs that survive a
-resume, MLflow model/artifact logging, validation snapshots, a per-rank audit of distributed runs."""
+resume, MLflow model/artifact logging, validation snapshots, a per-rank audit of distributed runs, inference
+progress."""
 
 from medunet.handlers.audit import RankAudit
 from medunet.handlers.checkpoint import (
@@ -11,10 +12,12 @@ from medunet.handlers.checkpoint import (
 )
 from medunet.handlers.mlflow_artifacts import MLflowArtifactsHandler
 from medunet.handlers.mlflow_resumable import ResumableMLFlowHandler
+from medunet.handlers.progress import CaseProgress
 from medunet.handlers.snapshot import ValidationSnapshot
 
 __all__ = [
     "AtomicCheckpointSaver",
+    "CaseProgress",
     "CheckpointLoader",
     "MLflowArtifactsHandler",
     "RankAudit",

@@ -103,7 +103,7 @@ def test_inference_keeps_shape_and_affine(trained: tuple[str, Path], tmp_path: P
     name, out = trained
     images = out / "default_data" / "imagesTr"
     infer_out = tmp_path / "pred"
-    run(
+    text = run(
         bundle_cmd(
             "inference",
             f"bundles/{name}/configs/inference.json",
@@ -114,6 +114,8 @@ def test_inference_keeps_shape_and_affine(trained: tuple[str, Path], tmp_path: P
         tmp_path / "infer.log",
     )
     inputs = sorted(images.iterdir())
+    assert f"case 1 of {len(inputs)}: {inputs[0].name} (" in text  # progress, case by case
+    assert f"{len(inputs)} cases in " in text
     outputs = sorted(infer_out.glob("*_seg.*"))
     assert len(outputs) == len(inputs)
     if name == "unet3d":  # a PNG overlay per case for a quick look
