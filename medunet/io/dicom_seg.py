@@ -23,7 +23,14 @@ import medunet
 from medunet.io.dicom_series import DicomSeriesInfo, read_dicom_series, scan_dicom_folder, select_series
 from medunet.utils.files import atomic_write
 
-__all__ = ["SegmentSpec", "build_dicom_seg", "read_dicom_seg", "segments_from_metadata", "write_dicom_seg"]
+__all__ = [
+    "SegmentSpec",
+    "build_dicom_seg",
+    "read_dicom_seg",
+    "seg_series_number",
+    "segments_from_metadata",
+    "write_dicom_seg",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +67,12 @@ def build_dicom_seg(
     segments: Sequence[SegmentSpec],
     algorithm_name: str = "medunet",
     algorithm_version: str = medunet.__version__,
-    series_number: int = 900,
+    series_number: int | None = None,
     series_description: str = "medunet segmentation",
 ) -> hd.seg.Segmentation:
     """A BINARY DICOM SEG for an ``(x, y, z)`` label volume aligned with ``source_images`` (in slice order).
+
+    ``series_number`` defaults to :func:`seg_series_number` (the source's SeriesNumber + 9000).
 
     Raises:
         ValueError: the volume does not match the source images, or holds label values without a segment.
@@ -97,6 +106,8 @@ def build_dicom_seg(
         for s in segments
     ]
     first, names = _single_valued_names(source_images[0])
+    if series_number is None:
+        series_number = seg_series_number(source_images[0])
     seg = hd.seg.Segmentation(
         source_images=[first, *source_images[1:]],
         pixel_array=frames,
@@ -116,6 +127,19 @@ def build_dicom_seg(
     for keyword, element in names.items():  # the source's value, byte for byte
         seg[keyword] = element
     return seg
+
+
+SEG_SERIES_OFFSET = 9000
+"""A SEG's SeriesNumber is its source's plus this, so SEGs of different series of a study differ (and sort after
+them); 900 when the source has no SeriesNumber."""
+
+
+def seg_series_number(source: pydicom.Dataset) -> int:
+    """The SeriesNumber of the SEG of the series whose first header is ``source``."""
+    try:
+        return SEG_SERIES_OFFSET + int(source.get("SeriesNumber"))
+    except (TypeError, ValueError):
+        return 900
 
 
 _PERSON_NAMES = ("PatientName", "ReferringPhysicianName")  # the person names highdicom copies from the source

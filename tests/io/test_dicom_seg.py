@@ -73,3 +73,25 @@ def test_seg_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not match"):
         write_dicom_seg(np.zeros((2, 2, 2), np.uint8), tmp_path / "s", tmp_path / "out" / "seg.dcm", [TUMOUR])
     assert not (tmp_path / "out" / "seg.dcm").exists()
+
+
+def test_seg_series_number_follows_the_source(tmp_path: Path) -> None:
+    labels = np.zeros((10, 8, 3), np.uint8)
+    labels[2:5, 2:5, 1] = 1
+    files = write_dicom_series(np.zeros((10, 8, 3), np.float32), tmp_path / "s", modality="MR", rescale=(1.0, 0.0))
+
+    def seg_number(source_number: int | None, **kwargs: int) -> int:
+        for path in files:
+            ds = pydicom.dcmread(path)
+            if source_number is None:
+                del ds.SeriesNumber
+            else:
+                ds.SeriesNumber = source_number
+            ds.save_as(path)
+        headers = read_dicom_series(scan_dicom_folder(tmp_path / "s")[0]).headers
+        return int(build_dicom_seg(labels, headers, [TUMOUR], **kwargs).SeriesNumber)
+
+    assert seg_number(3) == 9003
+    assert seg_number(4) == 9004  # SEGs of two series of a study differ
+    assert seg_number(None) == 900  # the source has none
+    assert seg_number(3, series_number=42) == 42
