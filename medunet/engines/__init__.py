@@ -1,6 +1,7 @@
 """Wiring used by the bundles: batch preparation, data lists, optimiser and schedule, resume, run bookkeeping
 (MLflow), the ``torchrun`` set-up, and the small functions the configs call instead of ``$`` logic."""
 
+from medunet.engines.cases import CaseDataset, CaseEvaluator
 from medunet.engines.data import inference_datalist, resolve_datalist
 from medunet.engines.distributed import (
     default_device,
@@ -32,6 +33,8 @@ from medunet.engines.wiring import (
 from medunet.handlers.checkpoint import best_checkpoint, best_checkpoint_path, latest_checkpoint
 
 __all__ = [
+    "CaseDataset",
+    "CaseEvaluator",
     "EpochSeed",
     "RNGState",
     "ValidOutputPrepareBatch",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -138,6 +139,29 @@ def test_inference_keeps_shape_and_affine(trained: tuple[str, Path], tmp_path: P
             assert a.shape == b.shape
             np.testing.assert_allclose(a.affine, b.affine, atol=1e-5)
             assert set(np.unique(np.asarray(b.dataobj))) <= {0, 1}
+
+
+def test_a_bad_case_does_not_stop_the_batch(trained: tuple[str, Path], tmp_path: Path) -> None:
+    """One unreadable file among the inputs: the other cases are segmented, cases.json records each outcome and
+    the command fails naming the bad case."""
+    name, out = trained
+    images = tmp_path / "images"
+    shutil.copytree(out / "default_data" / "imagesTr", images)
+    good = sorted(p.name for p in images.iterdir())
+    bad = images / ("0_broken.png" if name == "unet2d" else "0_broken.nii.gz")  # sorted first: the batch goes on
+    bad.write_bytes(b"not an image at all")
+    infer_out = tmp_path / "pred"
+    cmd = bundle_cmd("inference", f"bundles/{name}/configs/inference.json", input_dir=images, output_dir=infer_out,
+                     ckpt_path=out / "best_model.pt")  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=ENV, timeout=600, check=False)
+    text = done.stdout + done.stderr
+    assert done.returncode != 0, text[-3000:]
+    assert f"1 of {len(good) + 1} cases failed: {bad.name}" in text
+    assert len(list(infer_out.glob("*_seg.*"))) == len(good)  # every good case was written
+    cases = json.loads((infer_out / "cases.json").read_text())
+    assert cases["failed"] == 1
+    assert [c["case"] for c in cases["cases"] if c["status"] == "failed"] == [bad.name]
+    assert sorted(c["case"] for c in cases["cases"] if c["status"] == "ok") == good
 
 
 def test_evaluate_reads_checkpoint_and_tracks(trained: tuple[str, Path], tmp_path: Path) -> None:
