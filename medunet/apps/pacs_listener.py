@@ -35,7 +35,7 @@ from medunet.io.pacs import (
     series_uid_of_folder,
     set_tcp_nodelay,
 )
-from medunet.utils.files import atomic_write_json, is_temporary, remove_stale_temporaries
+from medunet.utils.files import atomic_write_json, is_temporary, remove_stale_temporaries_in
 
 __all__ = ["DEFAULT_IDLE_SECONDS", "PacsListener"]
 
@@ -53,7 +53,6 @@ class _Series:
     folder: Path
     calling_aet: str
     last: float = field(default_factory=time.monotonic)
-    count: int = 0
 
 
 def _instances(folder: Path) -> int:
@@ -137,7 +136,6 @@ class PacsListener:
                 entry = self._pending[uid] = _Series(folder, event.assoc.requestor.ae_title)
                 entry.folder.mkdir(parents=True, exist_ok=True)
             save_received(event, entry.folder)
-            entry.count += 1
             entry.last = time.monotonic()
         return 0x0000
 
@@ -155,7 +153,7 @@ class PacsListener:
                 with self._lock:
                     entry = self._pending.pop(uid)
                     self._queued[uid] = entry
-                    self.results[uid] = {"status": "queued", "instances": entry.count}
+                    self.results[uid] = {"status": "queued", "instances": _instances(entry.folder)}
                 self.queue.put(uid)  # blocks when full: back-pressure, nothing is dropped
             time.sleep(0.2)
 
@@ -166,15 +164,15 @@ class PacsListener:
                 return
             with self._lock:
                 entry = self._queued.pop(uid)
-                entry.count = _instances(entry.folder)  # a series sent again: the earlier instances count too
+            count = _instances(entry.folder)  # the folder, not this send: a series sent again keeps earlier ones
             try:
                 outputs = self.segmenter.segment(entry.folder, self.work / "output" / series_folder_name(uid))
                 seg = [p for p in outputs if p.suffix == ".dcm"]
                 self.destination.store(seg)
-                self._record(uid, {"status": "stored", "instances": entry.count, "seg": [str(p) for p in seg]})
+                self._record(uid, {"status": "stored", "instances": count, "seg": [str(p) for p in seg]})
             except Exception as err:
                 logger.error("series %s failed: %s", uid, err)
-                self._record(uid, {"status": "failed", "instances": entry.count, "error": str(err)})
+                self._record(uid, {"status": "failed", "instances": count, "error": str(err)})
             finally:
                 self.queue.task_done()
 
@@ -199,9 +197,8 @@ class PacsListener:
             uid = series_uid_of_folder(folder.name)
             if uid is None or uid in self.results or not folder.is_dir():
                 continue
-            for leftover in [p for p in folder.iterdir() if is_temporary(p)]:  # saves that a kill interrupted
-                remove_stale_temporaries(folder / leftover.name[1:].rsplit(".", 2)[0])
-            self._pending[uid] = _Series(folder, "(received before a restart)", count=_instances(folder))
+            remove_stale_temporaries_in(folder)  # of saves that a kill interrupted
+            self._pending[uid] = _Series(folder, "(received before a restart)")
             recovered.append(uid)
         if recovered:
             logger.warning(

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from monai.bundle import ConfigParser
 
+from medunet.engines.cases import transform_error
 from medunet.engines.run import check_checkpoint
 from medunet.networks import load_weights
 from medunet.utils.files import atomic_move
@@ -70,10 +71,7 @@ class BundleSegmenter:
             try:
                 data = self.preprocessing({"image": str(case)})
             except RuntimeError as err:
-                # MONAI's Compose wraps a transform's error; surface medunet's own message (file, reason, fix).
-                cause = err.__cause__
-                while isinstance(cause, RuntimeError) and cause.__cause__ is not None:
-                    cause = cause.__cause__
+                cause = transform_error(err)  # surface medunet's own message (file, reason, fix)
                 if isinstance(cause, (ValueError, FileNotFoundError)):
                     raise cause from None
                 raise

@@ -19,13 +19,14 @@ from monai.engines import SupervisedEvaluator
 
 from medunet.handlers.progress import CASE_ERROR, CASE_FAILED
 
-__all__ = ["CaseDataset", "CaseEvaluator"]
+__all__ = ["CaseDataset", "CaseEvaluator", "transform_error"]
 
 logger = logging.getLogger(__name__)
 
 
-def _root_cause(err: BaseException) -> BaseException:
-    """MONAI's Compose wraps a transform's error in RuntimeErrors; the innermost one names the file and fix."""
+def transform_error(err: BaseException) -> BaseException:
+    """The error a transform raised: MONAI's Compose wraps it in RuntimeErrors, and medunet's own message (the
+    file, what is wrong, the fix) is the innermost one."""
     while isinstance(err, RuntimeError) and err.__cause__ is not None:
         err = err.__cause__
     return err
@@ -44,7 +45,7 @@ class CaseDataset(Dataset):
         try:
             return super()._transform(index)
         except Exception as err:
-            cause = _root_cause(err)
+            cause = transform_error(err)
             message = f"{type(cause).__name__}: {cause}"
             logger.error("case %s cannot be loaded: %s", _name_of(self.data[index]), message)
             return {CASE_FAILED: _name_of(self.data[index]), CASE_ERROR: message}
@@ -64,7 +65,7 @@ class CaseEvaluator(SupervisedEvaluator):
             image = batchdata.get("image") if isinstance(batchdata, Mapping) else None
             source = getattr(image, "meta", {}).get("filename_or_obj", "?")
             name = Path(str(_first(source))).name
-            cause = _root_cause(err)
+            cause = transform_error(err)
             logger.error("case %s failed: %s: %s", name, type(cause).__name__, cause)
             return {CASE_FAILED: name, CASE_ERROR: f"{type(cause).__name__}: {cause}"}
 

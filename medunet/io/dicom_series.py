@@ -417,21 +417,18 @@ def read_dicom_series(
     affine[:3, 2] = step_vector
     affine[:3, 3] = positions[0]
 
-    planes = []
+    planes, frame_uids, sop_uids = [], [], []
     for path, ds in slices:
         with _interpreting(path):
             planes.append(_pixels(ds, path))
             if planes[-1].shape != shape:
                 raise DicomSeriesError(f"{path}: pixel data of {planes[-1].shape} pixels, the header says {shape}")
+            frame_uids.append(str(ds.get("FrameOfReferenceUID", "") or ""))
+            sop_uids.append(str(ds.SOPInstanceUID))
     rescaled = any(p.dtype.kind == "f" for p in planes)
     volume = np.stack([p.T for p in planes], axis=-1)
     if rescaled:
         volume = volume.astype(np.float32)
-    frame_uids, sop_uids = [], []
-    for path, ds in slices:
-        with _interpreting(path):
-            frame_uids.append(str(ds.get("FrameOfReferenceUID", "") or ""))
-            sop_uids.append(str(ds.SOPInstanceUID))
     others = [path.name for (path, _), uid in zip(slices, frame_uids, strict=True) if uid != frame_uids[0]]
     if others:
         raise DicomSeriesError(

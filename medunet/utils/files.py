@@ -28,6 +28,7 @@ __all__ = [
     "atomic_write_text",
     "is_temporary",
     "remove_stale_temporaries",
+    "remove_stale_temporaries_in",
     "temporary_name",
 ]
 
@@ -39,7 +40,7 @@ def temporary_name(target: str | Path, suffix: str = "") -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
 
 
-_TEMPORARY = re.compile(r"^\..+\.\d+\.tmp(\..+)?$")
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.tmp(\..+)?$")  # the names temporary_name gives
 
 
 def is_temporary(path: str | Path) -> bool:
@@ -57,16 +58,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _stale(tmp: Path, target_name: str | None = None) -> bool:
+    """Whether ``tmp`` is a temporary (of a write to ``target_name``, if given) whose process no longer runs."""
+    match = _TEMPORARY.match(tmp.name)
+    if match is None or (target_name is not None and match["target"] != target_name):
+        return False
+    pid = int(match["pid"])
+    return pid != os.getpid() and not _alive(pid)
+
+
+def _remove(paths: list[Path]) -> list[Path]:
+    for path in paths:
+        path.unlink(missing_ok=True)
+    return paths
+
+
 def remove_stale_temporaries(target: str | Path) -> list[Path]:
     """Removes the temporaries of writes to ``target`` whose process no longer runs (killed mid-write)."""
     path = Path(target)
-    removed = []
-    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp*"):
-        pid, _, rest = tmp.name[len(path.name) + 2 :].partition(".")
-        if rest.startswith("tmp") and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
+    return _remove([t for t in path.parent.glob(f".{glob_escape(path.name)}.*.tmp*") if _stale(t, path.name)])
+
+
+def remove_stale_temporaries_in(folder: str | Path) -> list[Path]:
+    """Removes every temporary in ``folder`` whose process no longer runs (a folder of interrupted writes)."""
+    return _remove([t for t in sorted(Path(folder).iterdir()) if _stale(t)])
 
 
 def _os_error(err: BaseException | None) -> OSError | None:

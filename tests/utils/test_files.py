@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
 
-from medunet.utils.files import atomic_write, atomic_write_json, atomic_write_text, is_temporary, temporary_name
+from medunet.utils.files import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    is_temporary,
+    remove_stale_temporaries_in,
+    temporary_name,
+)
 
 
 def test_writes_create_folders_and_replace_content(tmp_path: Path) -> None:
@@ -43,3 +51,14 @@ def test_temporaries_are_recognised_by_name(tmp_path: Path) -> None:
     assert not is_temporary(target)
     assert not is_temporary(tmp_path / ".hidden")
     assert not is_temporary(tmp_path / "notes.tmp")
+
+
+def test_stale_temporaries_of_a_folder_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["sleep", "0"])
+    dead.wait()
+    stale = [tmp_path / f".1.2.3.dcm.{dead.pid}.tmp", tmp_path / f".case_seg.nii.gz.{dead.pid}.tmp.nii.gz"]
+    kept = [tmp_path / ".x.dcm.1.tmp", tmp_path / "1.2.3.dcm", tmp_path / ".hidden"]  # pid 1 runs; not temporaries
+    for path in stale + kept:
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries_in(tmp_path) == sorted(stale)
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
