@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,13 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is missing (real data set not available here)")
     return path
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:

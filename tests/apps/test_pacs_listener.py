@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -17,6 +16,7 @@ from medunet.apps.pacs_listener import DEFAULT_IDLE_SECONDS, PacsListener
 from medunet.apps.segmenter import BundleSegmenter
 from medunet.data.dicom import write_dicom_series
 from medunet.io.pacs import PacsClient, PacsConfig
+from tests.conftest import free_port
 from tests.orthanc import STORAGE_PORT, Orthanc
 
 
@@ -103,7 +103,7 @@ class _Idle:
 def test_dcmtk_echoscu_reaches_the_listener_and_a_stranger_is_refused(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = _free_port()
+    port = free_port()
     listener = PacsListener(_Idle(), _Idle(), "MEDUNET", port, ["SCANNER"], tmp_path / "work")  # type: ignore[arg-type]
     listener.start()
     try:
@@ -118,12 +118,6 @@ def test_dcmtk_echoscu_reaches_the_listener_and_a_stranger_is_refused(
     assert stranger.returncode != 0
     assert "Association Rejected" in stranger.stdout + stranger.stderr
     assert "Bad file descriptor" not in caplog.text
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Recording:
@@ -144,7 +138,7 @@ class _Recording:
 
 
 def test_a_series_sent_again_is_segmented_again_with_every_instance(tmp_path: Path) -> None:
-    port, recorder = _free_port(), _Recording()
+    port, recorder = free_port(), _Recording()
     folder = tmp_path / "series"
     write_dicom_series(np.zeros((12, 10, 6), np.float32), folder, modality="MR", rescale=(1.0, 0.0))
     first = tmp_path / "first"

@@ -7,7 +7,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import torch
 from PIL import Image
 
 from medunet.handlers.checkpoint import epoch_checkpoints
-from tests.conftest import REPO, stop
+from tests.conftest import REPO, free_port, stop
 
 BUNDLES = ["unet2d", "unet3d"]
 PYTHON = sys.executable
@@ -249,14 +248,8 @@ def test_resume_after_sigkill_continues_at_next_epoch(trained: tuple[str, Path],
     assert only_run(f"sqlite:///{out / 'mlflow' / 'mlflow.db'}").info.run_id == run_.info.run_id
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_training_against_a_real_mlflow_server(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             PYTHON,

@@ -3,7 +3,6 @@ outside the work folder and the sender is told of the failure."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from pynetdicom import AE
 from medunet.apps.pacs_listener import PacsListener
 from medunet.data.dicom import write_dicom_series
 from medunet.io.pacs import STATUS_CANNOT_UNDERSTAND, PacsClient, PacsConfig, checked_uid, save_atomically
+from tests.conftest import free_port
 
 HOSTILE = [
     "../../escaped",
@@ -31,12 +31,6 @@ HOSTILE = [
 
 def _files(root: Path) -> set[Path]:
     return {p for p in root.rglob("*") if p.is_file()}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize("uid", ["1.2.840.10008.1.1", "0", "1.2.3.4.5.6.7.8.9.10"])
@@ -81,7 +75,7 @@ class _NeverCalled:
 
 
 def test_listener_refuses_hostile_uids_and_writes_nothing_outside(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     datasets = _series(tmp_path / "src")
     absolute = Path(f"/tmp/medunet-abs-{port}")  # short: the sending side refuses SOP UIDs over 64 characters
     hostile = {

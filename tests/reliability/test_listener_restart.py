@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pynetdicom import AE
 from medunet.apps.pacs_listener import PacsListener
 from medunet.data.dicom import write_dicom_series
 from medunet.io.dicom_series import scan_dicom_folder
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 KILLED_LISTENER = """
 import sys, time
@@ -35,12 +34,6 @@ listener.start()
 print("listening", flush=True)
 time.sleep(600)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def push(folder: Path, port: int) -> None:
