@@ -4,9 +4,11 @@ private network namespace (see tests/orthanc.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +38,18 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is missing (real data set not available here)")
     return path
+
+
+def dcmtk(tool: str) -> str | None:
+    """The path of DCMTK's ``tool`` (echoscu, storescu, ...), or None. pynetdicom installs Python look-alikes of
+    the same names into the environment's bin folder; those are passed over."""
+    scripts = Path(sys.executable).parent
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if folder and Path(folder) != scripts:
+            found = shutil.which(tool, path=folder)
+            if found:
+                return found
+    return None
 
 
 def free_port() -> int:

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pynetdicom import AE, StoragePresentationContexts, evt
+from pynetdicom import AE, evt
 
 from medunet.apps.segmenter import BundleSegmenter
+from medunet.io.codecs import storage_contexts
 from medunet.io.pacs import (
     STATUS_CANNOT_UNDERSTAND,
     PacsClient,
@@ -65,6 +66,9 @@ class PacsListener:
 
     - It listens on ``host``:``port`` (loopback by default; ``0.0.0.0`` or the machine's address to be reached by
       a scanner or PACS) and answers C-ECHO.
+    - It accepts the uncompressed transfer syntaxes and the compressed ones (JPEG Lossless, JPEG-LS, JPEG 2000,
+      RLE, JPEG) whose decoder is installed (:mod:`medunet.io.codecs`; one left out is logged with the package
+      that decodes it).
     - Only the AE titles in ``allowed_aets`` may associate (store or echo); others are rejected at association.
     - An instance whose SeriesInstanceUID or SOPInstanceUID is not a DICOM UID (digits and dots) is refused
       with a failure status (0xC000) and nothing is written: those UIDs name files and folders.
@@ -211,7 +215,7 @@ class PacsListener:
     def start(self) -> None:
         self._recover()
         ae = AE(ae_title=self.ae_title)
-        ae.supported_contexts = StoragePresentationContexts
+        ae.supported_contexts = storage_contexts()  # compressed syntaxes too, where a decoder is installed
         ae.add_supported_context(VERIFICATION_SOP_CLASS)  # C-ECHO: the first thing a PACS administrator tries
         ae.require_called_aet = True
         ae.require_calling_aet = sorted(self.allowed)

@@ -36,6 +36,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from medunet.io.codecs import codec_hint
 from medunet.utils.enums import IrregularSpacing, look_up
 from medunet.utils.files import is_temporary
 
@@ -295,6 +296,9 @@ def _pixels(dataset: pydicom.Dataset, path: Path) -> np.ndarray:
     try:
         pixels = dataset.pixel_array
     except Exception as err:  # pydicom raises many types for truncated or undecodable pixel data
+        hint = codec_hint(dataset.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
+        if hint:
+            raise DicomSeriesError(f"{path}: pixel data cannot be decoded: {hint}") from err
         raise DicomSeriesError(f"{path}: pixel data cannot be decoded ({type(err).__name__}: {err})") from err
     if pixels.ndim != 2:
         raise DicomSeriesError(

@@ -33,6 +33,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at
     Verification,
 )
 
+from medunet.io.codecs import decodable_transfer_syntaxes, storage_contexts
 from medunet.utils.enums import QueryLevel, RetrieveMethod, look_up
 from medunet.utils.files import atomic_write
 
@@ -301,9 +302,10 @@ class PacsClient:
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
         roles = []
+        syntaxes = decodable_transfer_syntaxes()  # a PACS that stores compressed data need not transcode it
         for context in StoragePresentationContexts[:120]:  # the association allows 128 contexts in all
             syntax = str(context.abstract_syntax)
-            ae.add_requested_context(syntax)
+            ae.add_requested_context(syntax, syntaxes)
             roles.append(build_role(syntax, scp_role=True))
 
         on_store = store_handler(out, written)
@@ -331,7 +333,7 @@ class PacsClient:
         on_store = store_handler(out, written)
 
         scp = self._ae()
-        scp.supported_contexts = StoragePresentationContexts
+        scp.supported_contexts = storage_contexts()
         handlers: list[Any] = [(evt.EVT_C_STORE, on_store)]
         if self.config.tcp_nodelay:
             handlers.append((evt.EVT_ACSE_RECV, lambda event: set_tcp_nodelay(event.assoc)))

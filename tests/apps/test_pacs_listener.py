@@ -1,8 +1,8 @@
-"""The DICOM listener against a real Orthanc: a burst of 20 series pushed at once, each segmented and stored."""
+"""The DICOM listener against a real Orthanc and DCMTK's clients: a burst of 20 series pushed at once, C-ECHO,
+compressed pushes of a TCIA series, a series sent again."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -15,8 +15,11 @@ from pynetdicom import AE
 from medunet.apps.pacs_listener import DEFAULT_IDLE_SECONDS, PacsListener
 from medunet.apps.segmenter import BundleSegmenter
 from medunet.data.dicom import write_dicom_series
+from medunet.io import load_image
+from medunet.io.codecs import codec_hint
+from medunet.io.dicom_seg import read_dicom_seg
 from medunet.io.pacs import PacsClient, PacsConfig
-from tests.conftest import free_port
+from tests.conftest import dcmtk, free_port, require
 from tests.orthanc import STORAGE_PORT, Orthanc
 
 
@@ -99,7 +102,7 @@ class _Idle:
         raise AssertionError("nothing was sent to segment")
 
 
-@pytest.mark.skipif(shutil.which("echoscu") is None, reason="DCMTK's echoscu is not installed (apt-get install dcmtk)")
+@pytest.mark.skipif(dcmtk("echoscu") is None, reason="DCMTK's echoscu is not installed (apt-get install dcmtk)")
 def test_dcmtk_echoscu_reaches_the_listener_and_a_stranger_is_refused(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -108,9 +111,9 @@ def test_dcmtk_echoscu_reaches_the_listener_and_a_stranger_is_refused(
     listener.start()
     try:
         with caplog.at_level("DEBUG"):
-            ok = subprocess.run(["echoscu", "-aet", "SCANNER", "-aec", "MEDUNET", "127.0.0.1", str(port)],
+            ok = subprocess.run([str(dcmtk("echoscu")), "-aet", "SCANNER", "-aec", "MEDUNET", "127.0.0.1", str(port)],
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
-            stranger = subprocess.run(["echoscu", "-aet", "STRANGER", "-aec", "MEDUNET", "127.0.0.1", str(port)],
+            stranger = subprocess.run([str(dcmtk("echoscu")), "-aet", "STRANGER", "-aec", "MEDUNET", "127.0.0.1", str(port)],
                                       capture_output=True, text=True, timeout=60)  # fmt: skip
     finally:
         listener.stop()
@@ -159,3 +162,92 @@ def test_a_series_sent_again_is_segmented_again_with_every_instance(tmp_path: Pa
     assert result["status"] == "stored"
     assert result["runs"] == 2
     assert result["instances"] == 6
+
+
+def _compressed_copy(source: Path, dest: Path, syntax: str) -> Path:
+    """A copy of a series in ``syntax`` (JPEG Lossless by DCMTK's dcmcjpeg, JPEG 2000 by pydicom with
+    pylibjpeg-openjpeg) under new series and instance UIDs of the same study."""
+    dest.mkdir(parents=True)
+    series_uid = pydicom.uid.generate_uid()
+    for path in sorted(source.glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID, ds.SeriesDescription = series_uid, f"{ds.SeriesDescription} {syntax}"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        if syntax == "jpeg2000":
+            ds.compress(pydicom.uid.JPEG2000Lossless)
+            ds.save_as(dest / path.name)
+        else:
+            ds.save_as(dest / f"plain-{path.name}")
+            subprocess.run(
+                [str(dcmtk("dcmcjpeg")), str(dest / f"plain-{path.name}"), str(dest / path.name)], check=True
+            )
+            (dest / f"plain-{path.name}").unlink()
+    return dest
+
+
+@pytest.mark.skipif(
+    dcmtk("storescu") is None or dcmtk("dcmcjpeg") is None,
+    reason="DCMTK's storescu / dcmcjpeg are not installed (apt-get install dcmtk)",
+)
+def test_dcmtk_storescu_pushes_of_jpeg_lossless_and_jpeg2000_are_segmented_and_the_seg_stored(
+    in_pacs_network: Orthanc, segmenter: BundleSegmenter, shared_data: Path, tmp_path: Path
+) -> None:
+    source = require(shared_data / "tcia_pgbm001_dicom" / "T1post")
+    copies = {syntax: _compressed_copy(source, tmp_path / syntax, syntax) for syntax in ("jpeg-lossless", "jpeg2000")}
+    expected = {"jpeg-lossless": pydicom.uid.JPEGLosslessSV1, "jpeg2000": pydicom.uid.JPEG2000Lossless}
+    propose = {"jpeg-lossless": "--propose-lossless", "jpeg2000": "--propose-j2k-lossless"}  # as a scanner set to it
+    for syntax, folder in copies.items():
+        assert pydicom.dcmread(next(folder.glob("*.dcm"))).file_meta.TransferSyntaxUID == expected[syntax]
+    port = STORAGE_PORT + 2
+    listener = PacsListener(
+        segmenter, PacsClient(in_pacs_network.config), "MEDUNET", port, ["SCANNER"], tmp_path / "work", idle_seconds=1.0
+    )
+    listener.start()
+    try:
+        for syntax, folder in copies.items():
+            push = subprocess.run([str(dcmtk("storescu")), propose[syntax], "-aet", "SCANNER", "-aec", "MEDUNET", "127.0.0.1", str(port),
+                                   *map(str, sorted(folder.glob("*.dcm")))],
+                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+            assert push.returncode == 0, push.stdout + push.stderr
+        stranger = subprocess.run([str(dcmtk("storescu")), "-aet", "STRANGER", "-aec", "MEDUNET", "127.0.0.1", str(port),
+                                   str(next(copies["jpeg2000"].glob("*.dcm")))],
+                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert listener.wait_idle(timeout=300)
+    finally:
+        listener.stop()
+    assert stranger.returncode != 0
+    assert "Association Rejected" in stranger.stdout + stranger.stderr
+    assert len(listener.results) == 2, listener.results
+    assert {r["status"] for r in listener.results.values()} == {"stored"}, listener.results
+    received = sorted((tmp_path / "work" / "incoming").glob("series-*/*.dcm"))
+    assert {str(pydicom.dcmread(p).file_meta.TransferSyntaxUID) for p in received} == set(expected.values())
+    # lossless: the decoded volumes equal the uncompressed source, so both SEGs hold the same labels
+    original = np.asarray(load_image(source))
+    client = PacsClient(in_pacs_network.config)
+    study_uid = str(pydicom.dcmread(next(source.glob("*.dcm"))).StudyInstanceUID)
+    in_pacs = {str(s.SeriesInstanceUID) for s in client.find_series(study_uid) if s.Modality == "SEG"}
+    labels = []
+    for folder in copies.values():
+        volume = load_image(folder)
+        np.testing.assert_array_equal(np.asarray(volume), original)
+        [seg_file] = listener.results[volume.meta["SeriesInstanceUID"]]["seg"]
+        seg_uid = str(pydicom.dcmread(seg_file).SeriesInstanceUID)
+        assert seg_uid in in_pacs  # found by C-FIND in the source's study
+        [fetched] = client.get_series(study_uid, seg_uid, tmp_path / "fetched" / seg_uid)
+        labels.append(read_dicom_seg(fetched, volume.meta["SOPInstanceUIDs"]))
+    assert labels[0].any()
+    np.testing.assert_array_equal(labels[0], labels[1])
+
+
+def test_a_missing_codec_is_named_with_the_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import medunet.io.codecs as codecs
+
+    class _Missing:
+        is_available = False
+
+    monkeypatch.setattr(codecs, "get_decoder", lambda syntax: _Missing())
+    hint = codec_hint(pydicom.uid.JPEG2000Lossless)
+    assert "JPEG 2000" in hint
+    assert "pip install pylibjpeg pylibjpeg-openjpeg" in hint
+    assert codec_hint(pydicom.uid.ExplicitVRLittleEndian) == ""
+    assert pydicom.uid.JPEG2000Lossless not in codecs.decodable_transfer_syntaxes()
