@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
+# MONAI Deploy App SDK in .venv-deploy for the deployment test (it skips, saying so, where the SDK does not install)
+[ -x .venv-deploy/bin/python ] && .venv-deploy/bin/python -c "import monai.deploy.core" 2>/dev/null \
+    || bash scripts/setup_deploy.sh || echo "medunet test setup: MONAI Deploy App SDK not installed; its test will skip"
 # System tools for the DICOM SEG / PACS tests: Orthanc (+ DICOMweb plugin), dciodvfy (dicom3tools) and DCMTK's
 # clients (echoscu, storescu), which hospitals use to test a DICOM node.
 # Installed when running as root with apt; otherwise those tests skip and say what is missing.

@@ -22,6 +22,7 @@ from medunet.engines.tracking import code_version, default_tracking_uri, experim
 from medunet.engines.wiring import (
     active,
     amp_default,
+    bundle_root,
     channels_last_default,
     cuda_amp,
     image_meta,
@@ -42,6 +43,7 @@ __all__ = [
     "amp_default",
     "best_checkpoint",
     "best_checkpoint_path",
+    "bundle_root",
     "channels_last_default",
     "check_checkpoint",
     "code_version",

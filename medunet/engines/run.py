@@ -84,7 +84,8 @@ def check_checkpoint(path: str | Path) -> str:
     """Fails early with a clear message when the checkpoint to evaluate or apply is missing."""
     if not Path(path).is_file():
         raise FileNotFoundError(
-            f"checkpoint {path} does not exist; train first or pass --ckpt_path pointing to a .pt file "
-            "(the training run writes best_model.pt and checkpoint_epoch=N.pt into its output_dir)"
+            f"checkpoint {path} does not exist; train first, then copy the training's best_model.pt to the bundle's "
+            "models/model.pt (read by default) or pass --ckpt_path pointing to a .pt file (the training run writes "
+            "best_model.pt and checkpoint_epoch=N.pt into its output_dir)"
         )
     return str(path)

@@ -6,7 +6,9 @@ which handlers a rank attaches) is made here, where it is typed and tested.
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from medunet.inference.precision import amp_default, channels_last_default, to_c
 __all__ = [
     "active",
     "amp_default",
+    "bundle_root",
     "channels_last_default",
     "cuda_amp",
     "image_meta",
@@ -71,3 +74,28 @@ def image_meta(batch: Sequence[dict[str, Any]]) -> list[Any]:
     """The image metadata of each case of a decollated batch (MONAI ``MetricsSaver``'s ``batch_transform``:
     names the cases in the per-case metrics file)."""
     return [case["image"].meta for case in batch]
+
+
+def bundle_root() -> str:
+    """The folder of the bundle whose config is being read: the parent of its ``configs/`` folder.
+
+    A bundle's paths (``models/model.pt``, ``docs/``) are relative to its root, not to the working directory.
+    MONAI gives a config's expressions no name for the file they come from, so this looks for it where MONAI
+    keeps it: the ``config_root_path`` of the ``ConfigWorkflow`` running (``monai.bundle run`` and every
+    workflow), up the call stack; else the first ``sys.path`` entry that is a bundle (MONAI Deploy's operator
+    puts the bundle's folder there before reading its configs); else the working directory, as MONAI's own
+    bundle scripts assume.
+    """
+    frame = inspect.currentframe()
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        # vars(), not getattr(): a workflow's __getattr__ looks names up in its config and raises ValueError
+        root = vars(owner).get("config_root_path") if type(owner).__name__.endswith("Workflow") else None
+        if isinstance(root, Path):
+            folder = root.resolve()
+            return str(folder.parent if folder.name == "configs" else folder)
+        frame = frame.f_back
+    for entry in sys.path:
+        if entry and (Path(entry) / "configs" / "metadata.json").is_file():
+            return str(Path(entry).resolve())
+    return os.getcwd()

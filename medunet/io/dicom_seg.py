@@ -20,7 +20,14 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 import medunet
-from medunet.io.dicom_series import DicomSeriesInfo, read_dicom_series, scan_dicom_folder, select_series
+from medunet.io.dicom_series import (
+    DicomSeriesError,
+    DicomSeriesInfo,
+    read_dicom_header,
+    read_dicom_series,
+    scan_dicom_folder,
+    select_series,
+)
 from medunet.utils.files import atomic_write
 
 __all__ = [
@@ -29,7 +36,9 @@ __all__ = [
     "read_dicom_seg",
     "seg_series_number",
     "segments_from_metadata",
+    "source_headers",
     "write_dicom_seg",
+    "write_dicom_seg_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -182,6 +191,49 @@ def write_dicom_seg(
     seg = build_dicom_seg(labels, volume.headers, segments, **kwargs)
     out = atomic_write(output_path, seg.save_as)
     logger.info("wrote DICOM SEG %s (%d frames) for series %s", out, int(seg.NumberOfFrames), info.series_uid)
+    return out
+
+
+def source_headers(
+    files: Sequence[str | Path], sop_instance_uids: Sequence[str] | None = None
+) -> list[pydicom.Dataset]:
+    """The headers (no pixel data) of the source slices ``files``, in the given (slice) order; with
+    ``sop_instance_uids`` (the image's metadata), each file must still hold the instance it held when loaded.
+
+    Raises:
+        DicomSeriesError: a file is gone, not DICOM, or holds another instance than the metadata says.
+    """
+    headers = []
+    for k, name in enumerate(files):
+        path = Path(name)
+        if not path.is_file():
+            raise DicomSeriesError(f"{path}: source slice of the segmentation no longer exists")
+        header = read_dicom_header(path)
+        if header is None:
+            raise DicomSeriesError(f"{path}: source slice of the segmentation is not a DICOM file")
+        if sop_instance_uids is not None and str(header.get("SOPInstanceUID", "")) != str(sop_instance_uids[k]):
+            raise DicomSeriesError(
+                f"{path}: holds SOPInstanceUID {header.get('SOPInstanceUID')}, the loaded image had "
+                f"{sop_instance_uids[k]} there; the folder changed after loading, segment it again"
+            )
+        headers.append(header)
+    return headers
+
+
+def write_dicom_seg_for(
+    labels: np.ndarray,
+    meta: Mapping[str, Any],
+    output_path: str | Path,
+    segments: Sequence[SegmentSpec],
+    **kwargs: Any,
+) -> Path:
+    """Writes the SEG of ``labels`` for an image loaded from a DICOM series, from the image's metadata (its
+    ``SourceFiles`` and ``SOPInstanceUIDs``, in slice order): only the slices' headers are read, not the folder
+    and not the pixel data again."""
+    headers = source_headers(meta["SourceFiles"], meta.get("SOPInstanceUIDs"))
+    seg = build_dicom_seg(labels, headers, segments, **kwargs)
+    out = atomic_write(output_path, seg.save_as)
+    logger.info("wrote DICOM SEG %s (%d frames) for series %s", out, int(seg.NumberOfFrames), seg.SeriesInstanceUID)
     return out
 
 

@@ -506,5 +506,6 @@ class DicomSeriesReader(ImageReader):
             "Modality": img.info.modality,
             "SeriesDescription": img.info.description,
             "SOPInstanceUIDs": list(img.sop_instance_uids),
+            "SourceFiles": [str(p) for p in img.files],  # in slice order: what a SEG or report refers to
         }
         return img.array, meta

@@ -10,10 +10,11 @@ from medunet.transforms.instances import (
 )
 from medunet.transforms.intensity import IntensityPreset, IntensityPresetd, intensity_preset
 from medunet.transforms.io import LoadImageOrSeriesd, SaveDicomSegd, SaveImaged, SaveOverlayd
-from medunet.transforms.labels import LabelRule, LabelToClassesd, ToGrayscaled, label_to_classes
+from medunet.transforms.labels import AddChanneld, LabelRule, LabelToClassesd, ToGrayscaled, label_to_classes
 from medunet.transforms.weight_map import UNetWeightMap, UNetWeightMapd
 
 __all__ = [
+    "AddChanneld",
     "CropToOutputd",
     "IntensityPreset",
     "IntensityPresetd",

@@ -114,8 +114,9 @@ class SaveImaged(MonaiSaveImaged):
 class SaveDicomSegd(MapTransform):
     """Writes a DICOM SEG next to the other outputs when the prediction comes from a DICOM series.
 
-    The prediction's metadata (copied from the input by the inferer) names the series folder
-    (``filename_or_obj``) and ``SeriesInstanceUID``; predictions of NIfTI or 2D inputs pass unchanged.
+    The prediction's metadata (copied from the input by the inferer) lists the source slices (``SourceFiles``
+    and ``SOPInstanceUIDs`` in slice order, set by medunet's DICOM reader); only their headers are read, not the
+    folder again. Predictions of NIfTI or 2D inputs, or of images another loader made, pass unchanged.
     Output: ``<output_dir>/<series folder name>_seg.dcm``.
 
     Args:
@@ -150,22 +151,18 @@ class SaveDicomSegd(MapTransform):
         self.algorithm_name, self.output_postfix = algorithm_name, output_postfix
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from medunet.io.dicom_seg import write_dicom_seg  # loaded by __init__ already; see there
+        from medunet.io.dicom_seg import write_dicom_seg_for  # loaded by __init__ already; see there
 
         d = dict(data)
         for key in self.key_iterator(d):
             pred = d[key]
             meta = getattr(pred, "meta", {})
-            series_uid = meta.get("SeriesInstanceUID")
-            source = Path(str(meta.get("filename_or_obj", "")))
-            if not series_uid or not source.exists():
+            if not meta.get("SourceFiles"):  # not loaded from a DICOM series (NIfTI, 2D, another loader)
                 continue
-            folder = source if source.is_dir() else source.parent
+            folder = Path(str(meta["SourceFiles"][0])).parent
             labels = np.asarray(pred.detach().cpu() if hasattr(pred, "detach") else pred)[0].astype(np.uint8)
             out = Path(self.output_dir) / f"{folder.name}_{self.output_postfix}.dcm"
-            write_dicom_seg(
-                labels, folder, out, self.segments, series_uid=str(series_uid), algorithm_name=self.algorithm_name
-            )
+            write_dicom_seg_for(labels, meta, out, self.segments, algorithm_name=self.algorithm_name)
         return d
 
 

@@ -84,6 +84,36 @@ class LabelToClassesd(MapTransform):
         return d
 
 
+class AddChanneld(MapTransform):
+    """Adds the channel axis to images that arrive without one: an image with ``spatial_dims`` axes becomes
+    ``(1, *S)``; one with a channel already (``spatial_dims + 1`` axes, channel first) passes unchanged.
+
+    medunet's loader returns channel-first images, but other loaders do not (MONAI Deploy's series-to-volume
+    operator hands over ``(x, y, z)``); MONAI's EnsureChannelFirstd decides from the metadata's
+    ``original_channel_dim``, which says "no channel" for a DICOM series even after medunet's loader added
+    one, so it would add a second. The number of axes decides here.
+    """
+
+    def __init__(self, keys: KeysCollection, spatial_dims: int, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        self.spatial_dims = spatial_dims
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            if img.ndim == self.spatial_dims:
+                d[key] = img[None]
+            elif img.ndim != self.spatial_dims + 1:
+                raise ValueError(
+                    f"'{key}' has shape {tuple(img.shape)}; a {self.spatial_dims}D network takes {self.spatial_dims} "
+                    f"spatial axes, with or without a leading channel axis"
+                )
+        return d
+
+
 class ToGrayscaled(MapTransform):
     """RGB(A) images ``(3 or 4, *S)`` to one luminance channel (ITU-R BT.601); alpha is dropped; one-channel
     images pass unchanged."""

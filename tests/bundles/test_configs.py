@@ -63,7 +63,8 @@ def test_inference_uses_the_trained_network(bundle: str) -> None:
     for key in [*SHARED_WITH_TRAINING, "intensity_preset", "bundle_name", "bundle_root"]:
         assert inference[key] == train[key], key
     assert inference["tile_output"] == train["val_tile_output"]
-    assert train["bundle_root"] == f"bundles/{bundle}"
+    assert train["bundle_root"] == "$medunet.engines.bundle_root()"  # the config file's bundle, from any directory
+    assert inference["ckpt_path"] == "$@bundle_root + '/models/model.pt'"  # the model-zoo layout
 
 
 def _expressions(value: Any) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from monai.data import MetaTensor
 
@@ -54,3 +55,23 @@ def test_place_network_and_cuda_amp() -> None:
     assert cuda_amp(True, "cpu") is False
     assert cuda_amp(True, "cuda:0") is True
     assert cuda_amp(False, "cuda") is False
+
+
+def test_bundle_root_is_the_folder_of_the_config_being_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from monai.bundle import ConfigWorkflow
+
+    from medunet.engines import bundle_root
+
+    configs = tmp_path / "copied_bundle" / "configs"
+    configs.mkdir(parents=True)
+    (configs / "metadata.json").write_text("{}")
+    (configs / "inference.json").write_text(
+        '{"imports": ["$import medunet", "$import medunet.engines"], "bundle_root": "$medunet.engines.bundle_root()",'
+        ' "ckpt_path": "$@bundle_root + \'/models/model.pt\'", "initialize": ["@ckpt_path"], "run": []}'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    workflow = ConfigWorkflow(config_file=str(configs / "inference.json"), workflow_type=None)
+    assert workflow.initialize() == [str(configs.parent / "models" / "model.pt")]
+    assert bundle_root() == str(elsewhere)  # outside a workflow, and no bundle on sys.path: the working directory

@@ -38,3 +38,15 @@ def test_grayscale_from_rgb_and_wrong_channel_counts() -> None:
     assert float(gray.max()) == pytest.approx(0.587)
     with pytest.raises(ValueError, match="'image' has 2 channels"):
         ToGrayscaled("image")({"image": torch.zeros(2, 2, 2)})
+
+
+def test_add_channel_only_where_the_image_has_none() -> None:
+    from medunet.transforms import AddChanneld
+
+    add = AddChanneld("image", spatial_dims=3)
+    assert add({"image": torch.zeros(5, 6, 7)})["image"].shape == (1, 5, 6, 7)  # MONAI Deploy's (x, y, z)
+    assert add({"image": torch.zeros(1, 5, 6, 7)})["image"].shape == (1, 5, 6, 7)  # medunet's loader's
+    with pytest.raises(ValueError, match=r"'image' has shape \(5, 6\); a 3D network takes 3 spatial axes"):
+        add({"image": torch.zeros(5, 6)})
+    with pytest.raises(ValueError, match="spatial_dims must be 2 or 3"):
+        AddChanneld("image", spatial_dims=4)
