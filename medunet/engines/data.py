@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -101,25 +102,105 @@ def _check_files(listing: str | Path, section: str, cases: list[dict[str, Any]])
                 )
 
 
-def inference_datalist(input_dir: str | Path) -> list[dict[str, str]]:
+def _series_in(files: list[Path]) -> dict[str, tuple[str, str, str]]:
+    """SeriesInstanceUID -> (modality, description, study UID) of the DICOM files among ``files``."""
+    found: dict[str, tuple[str, str, str]] = {}
+    for path in files:
+        header = read_dicom_header(path)
+        if header is not None and header.get("SeriesInstanceUID"):
+            found.setdefault(
+                str(header.SeriesInstanceUID),
+                (
+                    str(header.get("Modality", "") or ""),
+                    str(header.get("SeriesDescription", "") or ""),
+                    str(header.get("StudyInstanceUID", "") or ""),
+                ),
+            )
+    return found
+
+
+def _matches(info: tuple[str, str, str], uid: str, selection: dict[str, str]) -> bool:
+    modality, description, _ = info
+    return (
+        ("series_uid" not in selection or uid == selection["series_uid"])
+        and ("modality" not in selection or modality.upper() == selection["modality"].upper())
+        and (
+            "series_description" not in selection
+            or bool(re.search(selection["series_description"], description, re.IGNORECASE))
+        )
+    )
+
+
+def inference_datalist(
+    input_dir: str | Path,
+    series_description: str | None = None,
+    modality: str | None = None,
+    series_uid: str | None = None,
+) -> list[dict[str, str]]:
     """Cases in ``input_dir`` for inference: NIfTI / 2D image files, and sub-folders holding a DICOM series
     (or ``input_dir`` itself when it holds DICOM files directly).
 
+    ``series_description`` (a regular expression, case-insensitive), ``modality`` and ``series_uid`` select DICOM
+    series (the bundles' ``--series_description``, ``--modality``, ``--series_uid``): folders without a matching
+    series are left out (logged), and the loader picks the matching series inside each folder. Without a
+    selection, a warning says how many series of how many studies will be segmented, and how to select.
+
     Raises:
-        FileNotFoundError: ``input_dir`` is missing. ``ValueError``: no case found in it.
+        FileNotFoundError: ``input_dir`` is missing. ``ValueError``: no case found in it, an invalid
+            ``series_description`` pattern, or no series matching the selection.
     """
     root = Path(input_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"input_dir={input_dir!s} does not exist or is not a folder")
+    selection = {
+        k: str(v)
+        for k, v in (("series_description", series_description), ("modality", modality), ("series_uid", series_uid))
+        if v not in (None, "")
+    }
+    if "series_description" in selection:
+        try:
+            re.compile(selection["series_description"])
+        except re.error as err:
+            raise ValueError(
+                f"--series_description {selection['series_description']!r} is not a valid regular expression ({err})"
+            ) from None
     suffixes = NIFTI_SUFFIXES + IMAGE_SUFFIXES
     files = sorted(p for p in root.iterdir() if p.is_file())
-    if any(read_dicom_header(p) is not None for p in files[:50]):
-        return [{"image": str(root)}]
-    cases = [{"image": str(p)} for p in files if p.name.lower().endswith(suffixes)]
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        inner = sorted(q for q in sub.iterdir() if q.is_file())[:50]
-        if any(read_dicom_header(q) is not None for q in inner):
-            cases.append({"image": str(sub)})
+    # the headers of up to 50 files per folder say whether it holds DICOM and which series
+    folders = {root: _series_in(files[:50])} if any(read_dicom_header(p) is not None for p in files[:50]) else {}
+    cases = [] if folders else [{"image": str(p)} for p in files if p.name.lower().endswith(suffixes)]
+    if not folders:
+        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+            series = _series_in(sorted(q for q in sub.iterdir() if q.is_file())[:50])
+            if series:
+                folders[sub] = series
+    every = {uid: info for series in folders.values() for uid, info in series.items()}
+    if selection:
+        kept = {f: s for f, s in folders.items() if any(_matches(i, u, selection) for u, i in s.items())}
+        if folders and not kept:
+            listing = "\n".join(f"  - {u} {m} {d!r}" for u, (m, d, _) in sorted(every.items())[:30])
+            raise ValueError(
+                f"no DICOM series in input_dir={input_dir!s} matches {selection}; series found:\n{listing}"
+            )
+        if len(kept) < len(folders):
+            logger.info(
+                "%d of %d series folders have no series matching %s; left out",
+                len(folders) - len(kept),
+                len(folders),
+                selection,
+            )
+        folders = kept
+    elif len(every) > 1:
+        studies = {study for _, _, study in every.values()}
+        logger.warning(
+            "input_dir=%s holds %d DICOM series of %d %s; every one is segmented. Select with --series_description "
+            "REGEX, --modality MR|CT|..., or --series_uid UID",
+            input_dir,
+            len(every),
+            len(studies),
+            "study" if len(studies) == 1 else "studies (patients or visits)",
+        )
+    cases += [{"image": str(folder)} for folder in folders]
     if not cases:
         raise ValueError(
             f"input_dir={input_dir!s} holds no NIfTI ({', '.join(NIFTI_SUFFIXES)}), 2D image ({', '.join(IMAGE_SUFFIXES)}) "

@@ -237,7 +237,8 @@ def select_series(
     else:
         problem = f"{where} holds {len(chosen)} DICOM series"
     raise DicomSeriesError(
-        f"{problem}; choose one with series_uid=... (or modality=/description=). Series found:\n{listing}"
+        f"{problem}; choose one on the bundle command line with --series_uid UID (or --modality MR|CT|..., "
+        f"--series_description REGEX), in Python with series_uid= (modality=, description=). Series found:\n{listing}"
     )
 
 

@@ -7,8 +7,10 @@ are copies; this test keeps the copies identical.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -125,3 +127,19 @@ def test_images_are_saved_atomically() -> None:
     in_place = [f"{f.relative_to(REPO)}" for f in files if "SaveImaged" in _targets(json.loads(f.read_text()))]
     assert not in_place, "use medunet.transforms.SaveImaged in " + ", ".join(in_place)
     assert "medunet.transforms.SaveImaged" in _targets(load("unet2d", "inference.json"))
+
+
+@pytest.mark.parametrize("bundle", ["unet2d", "unet3d"])
+def test_series_selection_reaches_the_data_list_and_the_loader(bundle: str, tmp_path: Path) -> None:
+    from monai.bundle import ConfigParser
+
+    from medunet.data.dicom import write_dicom_series
+
+    for name, modality in (("t1", "MR"), ("ct", "CT")):
+        write_dicom_series(np.zeros((8, 8, 3), np.float32), tmp_path / name, modality=modality)
+    parser = ConfigParser()
+    parser.read_config(BUNDLES / bundle / "configs" / "inference.json")
+    parser.update({"input_dir": str(tmp_path), "modality": "CT"})  # what --input_dir ... --modality CT sets
+    assert parser.get_parsed_content("datalist") == [{"image": str(tmp_path / "ct")}]
+    loader = parser.get_parsed_content("preprocessing").transforms[0]
+    assert loader.load_kwargs == {"series_uid": None, "modality": "CT", "description": None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 from medunet.data.datasets import make_default_dataset
@@ -44,3 +45,31 @@ def test_inference_datalist_finds_dicom_series_folders(tmp_path: Path) -> None:
     assert [Path(c["image"]).name for c in cases] == ["c.nii.gz", "series_a"]
     # a folder holding DICOM files directly is itself the one case
     assert inference_datalist(tmp_path / "cases" / "series_a") == [{"image": str(tmp_path / "cases" / "series_a")}]
+
+
+def _study_folder(root: Path) -> Path:
+    """Two visits (studies) of one patient: each a T1, a FLAIR and a CT series folder."""
+    volume = np.zeros((8, 8, 3), dtype=np.float32)
+    for visit in ("1", "2"):
+        study = f"1.2.826.0.1.3680043.10.511.9.{visit}"
+        for name, modality in (("T1", "MR"), ("FLAIR", "MR"), ("CT", "CT")):
+            write_dicom_series(volume, root / f"v{visit}_{name}", modality=modality, series_description=f"ax {name}",
+                               rescale=(1.0, 0.0), study_uid=study)  # fmt: skip
+    return root
+
+
+def test_series_selection_from_the_command_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = _study_folder(tmp_path / "export")
+    with caplog.at_level("WARNING"):
+        assert len(inference_datalist(root)) == 6
+    assert "holds 6 DICOM series of 2 studies (patients or visits); every one is segmented" in caplog.text
+    assert "--series_description REGEX, --modality MR|CT|..., or --series_uid UID" in caplog.text
+    names = [Path(c["image"]).name for c in inference_datalist(root, series_description="^ax flair$")]
+    assert names == ["v1_FLAIR", "v2_FLAIR"]
+    assert [Path(c["image"]).name for c in inference_datalist(root, modality="ct")] == ["v1_CT", "v2_CT"]
+    uid = str(pydicom.dcmread(next((root / "v2_T1").glob("*.dcm"))).SeriesInstanceUID)
+    assert [Path(c["image"]).name for c in inference_datalist(root, series_uid=uid)] == ["v2_T1"]
+    with pytest.raises(ValueError, match=r"no DICOM series in input_dir=.* matches \{'modality': 'PT'\}; series found"):
+        inference_datalist(root, modality="PT")
+    with pytest.raises(ValueError, match=r"--series_description '\(' is not a valid regular expression"):
+        inference_datalist(root, series_description="(")
