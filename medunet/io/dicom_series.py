@@ -15,6 +15,7 @@ SpacingBetweenSlices. Affines are in LPS (DICOM) and converted to RAS for MONAI 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -136,6 +137,22 @@ def read_dicom_header(path: Path) -> pydicom.Dataset | None:
     return header
 
 
+GENERATED_UID_PREFIX = "2.25."
+"""Prefix of the UIDs medunet makes for series whose files carry none (UUID-derived UIDs, PS3.5 B.2)."""
+
+
+def _geometry_series_uid(folder: Path, header: pydicom.Dataset) -> str:
+    """A stable UID for the files of ``folder`` without SeriesInstanceUID that share modality, image size,
+    orientation and pixel spacing (rounded): what can be one volume."""
+    key = [str(folder.resolve()), str(header.get("Modality", ""))]
+    for keyword in ("Rows", "Columns", "ImageOrientationPatient", "PixelSpacing"):
+        value = header.get(keyword)
+        values = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+        key.append(",".join(f"{float(v):.4f}" if v not in (None, "") else "" for v in values))
+    digest = hashlib.sha256("|".join(key).encode()).hexdigest()
+    return GENERATED_UID_PREFIX + str(int(digest[:30], 16))
+
+
 def _is_source_image(header: pydicom.Dataset) -> bool:
     """Whether a DICOM object is an image to segment: it has a pixel matrix (an RTSTRUCT, SR, presentation
     state or key-object selection has none) and is not itself a segmentation. Such objects are sometimes
@@ -159,6 +176,7 @@ def scan_dicom_folder(folder: str | Path, recursive: bool = True) -> list[DicomS
     )  # a temporary of an interrupted atomic write is half a file
     groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
     others: Counter[str] = Counter()
+    missing: Counter[str] = Counter()
     for path in candidates:
         header = read_dicom_header(path)
         if header is None:
@@ -171,8 +189,9 @@ def scan_dicom_folder(folder: str | Path, recursive: bool = True) -> list[DicomS
                 others[str(header.get("Modality", "") or "no modality")] += 1
                 continue
             uid = header.get("SeriesInstanceUID")
-            if not uid:
-                raise DicomSeriesError(f"{path}: DICOM file without SeriesInstanceUID")
+            if not uid:  # an anonymised export that emptied the UIDs: grouped by geometry, as GDCM does
+                uid = _geometry_series_uid(root, header)
+                missing[uid] += 1
             groups.setdefault(str(uid), []).append((path, header))
     found_others = ", ".join(f"{n} {m}" for m, n in sorted(others.items()))
     if not groups:
@@ -187,6 +206,15 @@ def scan_dicom_folder(folder: str | Path, recursive: bool = True) -> list[DicomS
         )
     if others:
         logger.info("%s: ignored DICOM objects that are not source images (%s)", root, found_others)
+    if missing:
+        logger.warning(
+            "%s: %d DICOM files have no SeriesInstanceUID (an anonymised export?); grouped by modality, image size, "
+            "orientation and pixel spacing into %d series with generated UIDs. Their segmentations are written as "
+            "NIfTI only: a DICOM SEG must reference the source instances' UIDs",
+            root,
+            sum(missing.values()),
+            len(missing),
+        )
     series = []
     for uid, items in groups.items():
         first_path, first = items[0]
@@ -429,7 +457,7 @@ def read_dicom_series(
             if planes[-1].shape != shape:
                 raise DicomSeriesError(f"{path}: pixel data of {planes[-1].shape} pixels, the header says {shape}")
             frame_uids.append(str(ds.get("FrameOfReferenceUID", "") or ""))
-            sop_uids.append(str(ds.SOPInstanceUID))
+            sop_uids.append(str(ds.get("SOPInstanceUID", "") or ""))  # empty in some anonymised exports
     rescaled = any(p.dtype.kind == "f" for p in planes)
     volume = np.stack([p.T for p in planes], axis=-1)
     if rescaled:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LoadImageOrSeriesd", "SaveDicomSegd", "SaveImaged", "SaveOverlayd", "atomic_writer"]
 
+logger = logging.getLogger(__name__)
+
 
 class LoadImageOrSeriesd(MapTransform):
     """Loads NIfTI files, 2D images or DICOM series folders (one per key) channel-first with metadata.
@@ -160,6 +162,13 @@ class SaveDicomSegd(MapTransform):
             if not meta.get("SourceFiles"):  # not loaded from a DICOM series (NIfTI, 2D, another loader)
                 continue
             folder = Path(str(meta["SourceFiles"][0])).parent
+            if not all(meta.get("SOPInstanceUIDs") or [""]):
+                logger.warning(
+                    "no DICOM SEG for %s: its files have no SOPInstanceUID (an anonymised export), which a SEG "
+                    "must reference; the other outputs are written",
+                    folder,
+                )
+                continue
             labels = np.asarray(pred.detach().cpu() if hasattr(pred, "detach") else pred)[0].astype(np.uint8)
             out = Path(self.output_dir) / f"{folder.name}_{self.output_postfix}.dcm"
             write_dicom_seg_for(labels, meta, out, self.segments, algorithm_name=self.algorithm_name)

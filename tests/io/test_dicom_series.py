@@ -186,3 +186,35 @@ def test_single_dcm_file_loads_its_series(generated: tuple[Path, np.ndarray]) ->
     folder, volume = generated
     image = load_image(folder / "slice_0003.dcm")
     assert image.shape == (1, *volume.shape)
+
+
+def _without_uids(folder: Path) -> None:
+    """What some anonymisers do: Study, Series and SOP Instance UIDs emptied."""
+    for path in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = ds.SeriesInstanceUID = ds.SOPInstanceUID = ""
+        ds.file_meta.MediaStorageSOPInstanceUID = ""
+        ds.save_as(path)
+
+
+def test_files_with_empty_uids_load_grouped_by_geometry(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(0)
+    volume = rng.integers(0, 500, size=(12, 10, 5)).astype(np.float32)
+    write_dicom_series(volume, tmp_path / "one", modality="MR", rescale=(1.0, 0.0))
+    _without_uids(tmp_path / "one")
+    # the same folder with a second acquisition of another image size: two volumes, told apart by geometry
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    write_dicom_series(np.zeros((16, 14, 4), np.float32), tmp_path / "two", modality="MR", rescale=(1.0, 0.0),
+                       file_names=[f"b{k}.dcm" for k in range(4)])  # fmt: skip
+    _without_uids(tmp_path / "two")
+    with caplog.at_level(logging.WARNING):
+        image = load_image(tmp_path / "one")
+    np.testing.assert_array_equal(np.asarray(image)[0], volume)
+    assert "5 DICOM files have no SeriesInstanceUID (an anonymised export?); grouped by modality" in caplog.text
+    assert image.meta["SeriesInstanceUID"].startswith("2.25.")
+    assert image.meta["SeriesInstanceUID"] == load_image(tmp_path / "one").meta["SeriesInstanceUID"]  # stable
+    series = scan_dicom_folder(tmp_path / "two")
+    assert sorted(len(s.files) for s in series) == [4, 5]
+    assert len({s.series_uid for s in series}) == 2
+    with pytest.raises(DicomSeriesError, match="holds 2 DICOM series; choose one on the bundle command line"):
+        load_image(tmp_path / "two")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import torch
 from monai.data import MetaTensor
@@ -85,3 +86,26 @@ def test_an_inference_killed_while_writing_leaves_no_output_that_looks_complete(
     SaveImaged("pred", output_dir=out, output_postfix="seg", separate_folder=False, print_log=False)({"pred": pred})
     assert [p.name for p in out.iterdir()] == ["case_seg.nii.gz"]
     assert nib.load(out / "case_seg.nii.gz").get_fdata().sum() == 64
+
+
+def test_dicom_seg_of_a_series_without_uids_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from medunet.data.dicom import write_dicom_series
+    from medunet.io import load_image
+    from medunet.io.dicom_seg import SegmentSpec
+    from medunet.transforms import SaveDicomSegd
+
+    write_dicom_series(np.ones((8, 6, 3), np.float32), tmp_path / "case", modality="MR", rescale=(1.0, 0.0))
+    for path in (tmp_path / "case").glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = ""
+        ds.save_as(path)
+    image = load_image(tmp_path / "case")
+    pred = MetaTensor(torch.ones(1, 8, 6, 3), meta=dict(image.meta))
+    writer = SaveDicomSegd("pred", str(tmp_path / "out"), segments=[SegmentSpec(1, "foreground")])
+    with caplog.at_level("WARNING"):
+        writer({"pred": pred})
+    assert not (tmp_path / "out").exists()
+    assert "no DICOM SEG for" in caplog.text
+    assert "have no SOPInstanceUID (an anonymised export)" in caplog.text
