@@ -171,9 +171,18 @@ class PacsListener:
             count = _instances(entry.folder)  # the folder, not this send: a series sent again keeps earlier ones
             try:
                 outputs = self.segmenter.segment(entry.folder, self.work / "output" / series_folder_name(uid))
-                seg = [p for p in outputs if p.suffix == ".dcm"]
-                self.destination.store(seg)
-                self._record(uid, {"status": "stored", "instances": count, "seg": [str(p) for p in seg]})
+                seg = [p for p in outputs if p.name.endswith("_seg.dcm")]
+                reports = [p for p in outputs if p.name.endswith("_sr.dcm")]  # the SEG's measurements (TID 1500)
+                self.destination.store([*seg, *reports])
+                self._record(
+                    uid,
+                    {
+                        "status": "stored",
+                        "instances": count,
+                        "seg": [str(p) for p in seg],
+                        "sr": [str(p) for p in reports],
+                    },
+                )
             except Exception as err:
                 logger.error("series %s failed: %s", uid, err)
                 self._record(uid, {"status": "failed", "instances": count, "error": str(err)})

@@ -1,5 +1,5 @@
 """Segment a study of a research PACS: query its series, retrieve the one to segment, run the bundle on it and
-store the DICOM SEG back into the same study."""
+store the DICOM SEG and its measurement report (SR) back into the same study."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def segment_study(
             SeriesDescription) choose the series when the study holds several image series.
         work_dir: where the retrieved series and the outputs go (default: a new temporary folder).
         retrieve: ``"move"``, ``"get"`` or ``"wado"`` (:class:`~medunet.utils.enums.RetrieveMethod`).
-        store: send the SEG back to the PACS.
+        store: send the SEG (and the measurement report, an SR, when the bundle writes one) back to the PACS.
 
     Returns:
         A summary: the series segmented, the files written, the SEG's series UID and the seconds per step.
@@ -96,7 +96,8 @@ def segment_study(
     start = time.perf_counter()
     outputs = segmenter.segment(folder, work / "output")
     timings["segment"] = time.perf_counter() - start
-    seg = next((p for p in outputs if p.suffix == ".dcm"), None)
+    seg = next((p for p in outputs if p.name.endswith("_seg.dcm")), None)
+    reports = [p for p in outputs if p.name.endswith("_sr.dcm")]  # the measurements (TID 1500) of the SEG
     if seg is None:
         raise PacsError(f"inference on series {uid} wrote no DICOM SEG (outputs: {[p.name for p in outputs]})")
     summary: dict[str, Any] = {
@@ -105,11 +106,12 @@ def segment_study(
         "instances": len(files),
         "outputs": [str(p) for p in outputs],
         "seg_series_uid": str(pydicom.dcmread(seg, stop_before_pixels=True).SeriesInstanceUID),
+        "sr_series_uid": [str(pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID) for p in reports],
         "stored": False,
     }
     if store:
         start = time.perf_counter()
-        client.store([seg])
+        client.store([seg, *reports])
         timings["store"] = time.perf_counter() - start
         summary["stored"] = True
     summary["seconds"] = {k: round(v, 3) for k, v in timings.items()}

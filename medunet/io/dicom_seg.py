@@ -225,16 +225,27 @@ def write_dicom_seg_for(
     meta: Mapping[str, Any],
     output_path: str | Path,
     segments: Sequence[SegmentSpec],
+    measurements: Sequence[Mapping[str, Any]] | None = None,
+    sr_path: str | Path | None = None,
     **kwargs: Any,
-) -> Path:
+) -> list[Path]:
     """Writes the SEG of ``labels`` for an image loaded from a DICOM series, from the image's metadata (its
     ``SourceFiles`` and ``SOPInstanceUIDs``, in slice order): only the slices' headers are read, not the folder
-    and not the pixel data again."""
+    and not the pixel data again. With ``measurements`` (:func:`medunet.metrics.segment_measurements`) and
+    ``sr_path``, also the TID 1500 report of them (:mod:`medunet.io.dicom_sr`). Returns the written files."""
+    from medunet.io.dicom_sr import build_measurement_report  # imports this module
+
     headers = source_headers(meta["SourceFiles"], meta.get("SOPInstanceUIDs"))
     seg = build_dicom_seg(labels, headers, segments, **kwargs)
-    out = atomic_write(output_path, seg.save_as)
-    logger.info("wrote DICOM SEG %s (%d frames) for series %s", out, int(seg.NumberOfFrames), seg.SeriesInstanceUID)
-    return out
+    written = [atomic_write(output_path, seg.save_as)]
+    logger.info(
+        "wrote DICOM SEG %s (%d frames) for series %s", written[0], int(seg.NumberOfFrames), seg.SeriesInstanceUID
+    )
+    if measurements is not None and sr_path is not None and len(seg.SegmentSequence):
+        sr = build_measurement_report(seg, headers, measurements, segments)
+        written.append(atomic_write(sr_path, sr.save_as))
+        logger.info("wrote DICOM SR %s (measurements of %d segments)", written[-1], len(measurements))
+    return written
 
 
 def read_dicom_seg(path: str | Path, source_sop_instance_uids: Sequence[str]) -> np.ndarray:

@@ -4,6 +4,7 @@ merged and split objects)."""
 
 from medunet.metrics.instances import AP_THRESHOLDS, instance_scores, iou_matrix, match_count
 from medunet.metrics.isbi import ISBI_THRESHOLDS, isbi_scores, thin_borders, vrand_vinfo
+from medunet.metrics.measurements import segment_measurements
 from medunet.metrics.segmentation import (
     InstanceMetric,
     ObjectF1Metric,
@@ -30,6 +31,7 @@ __all__ = [
     "pixel_error",
     "rand_error",
     "rand_error_instances",
+    "segment_measurements",
     "thin_borders",
     "vrand_vinfo",
 ]

@@ -9,7 +9,7 @@ from medunet.transforms.instances import (
     label_to_instances,
 )
 from medunet.transforms.intensity import IntensityPreset, IntensityPresetd, intensity_preset
-from medunet.transforms.io import LoadImageOrSeriesd, SaveDicomSegd, SaveImaged, SaveOverlayd
+from medunet.transforms.io import LoadImageOrSeriesd, SaveDicomSegd, SaveImaged, SaveMeasurementsd, SaveOverlayd
 from medunet.transforms.labels import AddChanneld, LabelRule, LabelToClassesd, ToGrayscaled, label_to_classes
 from medunet.transforms.weight_map import UNetWeightMap, UNetWeightMapd
 
@@ -29,6 +29,7 @@ __all__ = [
     "RandValidTiled",
     "SaveDicomSegd",
     "SaveImaged",
+    "SaveMeasurementsd",
     "SaveOverlayd",
     "ToGrayscaled",
     "UNetWeightMap",

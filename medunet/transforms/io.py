@@ -23,7 +23,15 @@ from medunet.utils.overlay import busiest_slice, overlay_png
 if TYPE_CHECKING:
     from medunet.io.dicom_seg import SegmentSpec
 
-__all__ = ["LoadImageOrSeriesd", "SaveDicomSegd", "SaveImaged", "SaveOverlayd", "atomic_writer"]
+__all__ = [
+    "LoadImageOrSeriesd",
+    "SaveDicomSegd",
+    "SaveImaged",
+    "SaveMeasurementsd",
+    "SaveOverlayd",
+    "atomic_writer",
+    "case_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -171,13 +179,34 @@ class SaveDicomSegd(MapTransform):
                 continue
             labels = np.asarray(pred.detach().cpu() if hasattr(pred, "detach") else pred)[0].astype(np.uint8)
             out = Path(self.output_dir) / f"{folder.name}_{self.output_postfix}.dcm"
-            write_dicom_seg_for(labels, meta, out, self.segments, algorithm_name=self.algorithm_name)
+            write_dicom_seg_for(
+                labels,
+                meta,
+                out,
+                self.segments,
+                measurements=d.get(f"{key}_measurements"),
+                sr_path=Path(self.output_dir) / f"{folder.name}_sr.dcm",
+                algorithm_name=self.algorithm_name,
+            )
         return d
+
+
+def case_name(meta: Mapping[str, Any]) -> str | None:
+    """The name of a case's outputs: its file name without image suffixes, or its series folder's name; None
+    when the image was not loaded from a file (e.g. handed over in memory by MONAI Deploy)."""
+    source = meta.get("filename_or_obj")
+    if not source:
+        return None
+    name = Path(str(source)).name
+    for suffix in (*NIFTI_SUFFIXES, *IMAGE_SUFFIXES, ".dcm"):
+        name = name.removesuffix(suffix)
+    return name
 
 
 class SaveOverlayd(MapTransform):
     """Writes ``<output_dir>/<name>_overlay.png``: the image with the prediction, at the slice where the
-    prediction is largest (3D) - a quick visual check of an inference output."""
+    prediction is largest (3D) - a quick visual check of an inference output. Images that were not loaded from a
+    file (no ``filename_or_obj``) pass: there is no name to write under."""
 
     def __init__(
         self, keys: KeysCollection, image_key: str = "image", output_dir: str = ".", allow_missing_keys: bool = False
@@ -189,11 +218,71 @@ class SaveOverlayd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             pred, image = d[key], d[self.image_key]
-            name = Path(str(getattr(pred, "meta", {}).get("filename_or_obj", "case"))).name
-            for suffix in (*NIFTI_SUFFIXES, *IMAGE_SUFFIXES, ".dcm"):
-                name = name.removesuffix(suffix)
+            name = case_name(getattr(pred, "meta", {}))
+            if name is None:
+                continue
             if pred.ndim == 4:  # 3D: show the busiest slice (a one-slice volume's middle slice is that slice)
                 k = busiest_slice(pred)
                 pred, image = pred[..., k : k + 1], image[..., k : k + 1]
             overlay_png(image, pred, None, Path(self.output_dir) / f"{name}_overlay.png")
+        return d
+
+
+class SaveMeasurementsd(MapTransform):
+    """Writes ``<output_dir>/<name>_measurements.json``: per segment of the label prediction ``key`` (after
+    argmax), the voxel count, volume in mL (area in mm² for 2D), mean and standard deviation of ``image_key``
+    (the image as loaded, before normalisation: HU for CT) and the bounding box
+    (:func:`medunet.metrics.segment_measurements`). The records are also kept under ``<key>_measurements`` for
+    :class:`SaveDicomSegd`, which reports them in a DICOM SR beside the SEG.
+
+    Args:
+        metadata: the bundle's ``metadata.json`` content; its ``segment_codes`` name the segments.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str,
+        image_key: str | None = "image_source",
+        metadata: Mapping[str, Any] | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir, self.image_key = output_dir, image_key
+        codes = (metadata or {}).get("segment_codes", {})
+        self.names = {int(k): str(v.get("label", f"segment {k}")) for k, v in codes.items()}
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from medunet.metrics.measurements import segment_measurements
+        from medunet.utils.files import atomic_write_json
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            pred = d[key]
+            meta = dict(getattr(pred, "meta", {}))
+            labels = np.asarray(pred.detach().cpu() if hasattr(pred, "detach") else pred)[0].round().astype(np.int64)
+            source = d.get(self.image_key) if self.image_key else None
+            intensities = (
+                None
+                if source is None
+                else np.asarray(source.detach().cpu() if hasattr(source, "detach") else source)[0]
+            )
+            affine = np.asarray(meta.get("affine", np.eye(labels.ndim + 1)), dtype=np.float64)
+            records = segment_measurements(labels, affine, intensities, self.names)
+            d[f"{key}_measurements"] = records
+            name = case_name(meta)
+            if name is None:
+                continue
+            modality = str(meta.get("Modality", "") or "")
+            atomic_write_json(
+                Path(self.output_dir) / f"{name}_measurements.json",
+                {
+                    "source": str(meta.get("filename_or_obj")),
+                    "series_uid": meta.get("SeriesInstanceUID"),
+                    "modality": modality or None,
+                    "world_space": str(meta.get("space", "RAS")),
+                    "intensity_unit": "HU" if modality.upper() == "CT" else "stored values after rescale",
+                    "segments": records,
+                },
+            )
         return d

@@ -131,7 +131,7 @@ class _Recording:
 
     def segment(self, case: Path, output_dir: Path) -> list[Path]:
         self.segmented.append(Path(case).name)
-        seg = Path(output_dir) / "seg.dcm"
+        seg = Path(output_dir) / "case_seg.dcm"
         seg.parent.mkdir(parents=True, exist_ok=True)
         seg.write_bytes(b"SEG")
         return [seg]

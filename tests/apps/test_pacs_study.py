@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -45,10 +46,34 @@ def test_segment_tcia_study_and_store_seg(
     assert labels.any()
     np.testing.assert_array_equal(labels, expected)
     np.testing.assert_allclose(nib.load(nifti).affine, np.asarray(source.affine), atol=1e-4)
+    # the measurement report (TID 1500 SR) went to the same study, and its volumes are the NIfTI's voxel counts
+    [sr_uid] = summary["sr_series_uid"]
+    assert sr_uid in {str(s.SeriesInstanceUID) for s in client.find_series(study_uid) if s.Modality == "SR"}
+    [sr_file] = client.get_series(study_uid, sr_uid, tmp_path / "sr")
+    sr = pydicom.dcmread(sr_file)
+    voxel_ml = abs(np.linalg.det(nib.load(nifti).affine[:3, :3])) / 1000.0
+    volumes = _numeric_items(sr, "118565006")  # SCT Volume
+    counts = {value: int((expected == value).sum()) for value in np.unique(expected) if value}
+    assert volumes == pytest.approx([counts[v] * voxel_ml for v in sorted(counts)], rel=1e-6)
+    assert _numeric_items(sr, "VOXELCOUNT") == [counts[v] for v in sorted(counts)]
+    measurements = json.loads(next(Path(p) for p in summary["outputs"] if p.endswith("_measurements.json")).read_text())
+    assert [s["voxel_count"] for s in measurements["segments"]] == [counts[v] for v in sorted(counts)]
     if shutil.which("dciodvfy"):
-        report = subprocess.run(["dciodvfy", str(fetched[0])], capture_output=True, text=True, check=False)
-        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
-        assert not errors, errors
+        for path in (fetched[0], sr_file):
+            report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+            errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+            assert not errors, (path, errors)
+
+
+def _numeric_items(item: Dataset, code: str) -> list[float]:
+    """The numeric values of the SR content items named ``code``, in document order."""
+    found = []
+    for child in item.get("ContentSequence", []):
+        names = child.get("ConceptNameCodeSequence", [])
+        if names and names[0].CodeValue == code and "MeasuredValueSequence" in child:
+            found.append(float(child.MeasuredValueSequence[0].NumericValue))
+        found += _numeric_items(child, code)
+    return found
 
 
 def test_segment_errors(in_pacs_network: Orthanc, segmenter: BundleSegmenter, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""medunet's unet3d bundle inside a MONAI Deploy App SDK application (tests/deploy/medunet_deploy_app.py) on a
+"""medunet's unet3d bundle inside a MONAI Deploy App SDK application (tests/bundles/monai_deploy_app.py) on a
 TCIA series: the SDK removes the bundle's loader and writers, runs the exported TorchScript model with the
 bundle's own inferer, and writes the SEG with its own writer; the SEG must equal medunet's own.
 
@@ -71,7 +71,7 @@ def test_monai_deploy_app_writes_the_same_seg_as_medunet(small_bundle: Path, sha
     sdk_out = tmp_path / "sdk"
     env = {**os.environ, "HOLOSCAN_INPUT_PATH": str(series), "HOLOSCAN_OUTPUT_PATH": str(sdk_out),
            "HOLOSCAN_MODEL_PATH": str(small_bundle / "models" / "model.ts")}  # fmt: skip
-    _run([str(DEPLOY_PYTHON), str(REPO / "tests" / "deploy" / "medunet_deploy_app.py")],
+    _run([str(DEPLOY_PYTHON), str(REPO / "tests" / "bundles" / "monai_deploy_app.py")],
          tmp_path / "sdk.log", cwd=tmp_path, env=env)  # fmt: skip
 
     source = load_image(series)
