@@ -172,7 +172,8 @@ class PacsListener:
             try:
                 outputs = self.segmenter.segment(entry.folder, self.work / "output" / series_folder_name(uid))
                 seg = [p for p in outputs if p.name.endswith("_seg.dcm")]
-                reports = [p for p in outputs if p.name.endswith("_sr.dcm")]  # the SEG's measurements (TID 1500)
+                # the SEG's measurements (TID 1500 SR) and, when the bundle writes them, its contours (RTSTRUCT)
+                reports = [p for p in outputs if p.name.endswith(("_sr.dcm", "_rtstruct.dcm"))]
                 self.destination.store([*seg, *reports])
                 self._record(
                     uid,

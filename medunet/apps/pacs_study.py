@@ -97,7 +97,8 @@ def segment_study(
     outputs = segmenter.segment(folder, work / "output")
     timings["segment"] = time.perf_counter() - start
     seg = next((p for p in outputs if p.name.endswith("_seg.dcm")), None)
-    reports = [p for p in outputs if p.name.endswith("_sr.dcm")]  # the measurements (TID 1500) of the SEG
+    # the SEG's measurements (TID 1500 SR) and, when the bundle writes them, its contours (RTSTRUCT)
+    reports = [p for p in outputs if p.name.endswith(("_sr.dcm", "_rtstruct.dcm"))]
     if seg is None:
         raise PacsError(f"inference on series {uid} wrote no DICOM SEG (outputs: {[p.name for p in outputs]})")
     summary: dict[str, Any] = {
@@ -106,7 +107,9 @@ def segment_study(
         "instances": len(files),
         "outputs": [str(p) for p in outputs],
         "seg_series_uid": str(pydicom.dcmread(seg, stop_before_pixels=True).SeriesInstanceUID),
-        "sr_series_uid": [str(pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID) for p in reports],
+        "report_series_uids": {
+            p.name: str(pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID) for p in reports
+        },
         "stored": False,
     }
     if store:

@@ -134,6 +134,8 @@ class SaveDicomSegd(MapTransform):
         metadata: the bundle's ``metadata.json`` content, whose ``segment_codes`` give them
             (:func:`~medunet.io.dicom_seg.segments_from_metadata`).
         algorithm_name: recorded in the SEG's algorithm identification.
+        rtstruct: also write ``<series folder name>_rtstruct.dcm``, the segments as RTSTRUCT contours
+            (:mod:`medunet.io.rtstruct`).
 
     Raises:
         ValueError: neither ``segments`` nor ``metadata`` with ``segment_codes`` given.
@@ -147,6 +149,7 @@ class SaveDicomSegd(MapTransform):
         metadata: Mapping[str, Any] | None = None,
         algorithm_name: str = "medunet",
         output_postfix: str = "seg",
+        rtstruct: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
         # highdicom (about 0.4 s to import) loads only when a SEG writer is made, not with medunet.transforms.
@@ -159,6 +162,7 @@ class SaveDicomSegd(MapTransform):
             segments = segments_from_metadata(metadata)
         self.output_dir, self.segments = output_dir, list(segments)
         self.algorithm_name, self.output_postfix = algorithm_name, output_postfix
+        self.rtstruct = rtstruct
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         from medunet.io.dicom_seg import write_dicom_seg_for  # loaded by __init__ already; see there
@@ -188,6 +192,10 @@ class SaveDicomSegd(MapTransform):
                 sr_path=Path(self.output_dir) / f"{folder.name}_sr.dcm",
                 algorithm_name=self.algorithm_name,
             )
+            if self.rtstruct:
+                from medunet.io.rtstruct import write_rtstruct_for
+
+                write_rtstruct_for(labels, meta, Path(self.output_dir) / f"{folder.name}_rtstruct.dcm", self.segments)
         return d
 
 

@@ -14,6 +14,7 @@ SMALL = {
     "pool_sizes": [[2, 2, 1], [2, 2, 1], [2, 2, 1]],
     "tile_output": [64, 64, 24],
     "device": "cpu",
+    "write_rtstruct": True,
 }
 
 

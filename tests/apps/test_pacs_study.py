@@ -47,9 +47,11 @@ def test_segment_tcia_study_and_store_seg(
     np.testing.assert_array_equal(labels, expected)
     np.testing.assert_allclose(nib.load(nifti).affine, np.asarray(source.affine), atol=1e-4)
     # the measurement report (TID 1500 SR) went to the same study, and its volumes are the NIfTI's voxel counts
-    [sr_uid] = summary["sr_series_uid"]
-    assert sr_uid in {str(s.SeriesInstanceUID) for s in client.find_series(study_uid) if s.Modality == "SR"}
-    [sr_file] = client.get_series(study_uid, sr_uid, tmp_path / "sr")
+    reports = {name.rsplit("_", 1)[1]: uid for name, uid in summary["report_series_uids"].items()}
+    found = {str(s.SeriesInstanceUID): str(s.Modality) for s in client.find_series(study_uid)}
+    assert (found[reports["sr.dcm"]], found[reports["rtstruct.dcm"]]) == ("SR", "RTSTRUCT")
+    [sr_file] = client.get_series(study_uid, reports["sr.dcm"], tmp_path / "sr")
+    [rt_file] = client.get_series(study_uid, reports["rtstruct.dcm"], tmp_path / "rt")
     sr = pydicom.dcmread(sr_file)
     voxel_ml = abs(np.linalg.det(nib.load(nifti).affine[:3, :3])) / 1000.0
     volumes = _numeric_items(sr, "118565006")  # SCT Volume
@@ -59,7 +61,7 @@ def test_segment_tcia_study_and_store_seg(
     measurements = json.loads(next(Path(p) for p in summary["outputs"] if p.endswith("_measurements.json")).read_text())
     assert [s["voxel_count"] for s in measurements["segments"]] == [counts[v] for v in sorted(counts)]
     if shutil.which("dciodvfy"):
-        for path in (fetched[0], sr_file):
+        for path in (fetched[0], sr_file, rt_file):
             report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
             errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
             assert not errors, (path, errors)

@@ -16,14 +16,18 @@ def test_segments_a_dicom_series_into_nifti_seg_and_overlay(segmenter: BundleSeg
     volume = np.random.default_rng(2).integers(0, 300, size=(20, 18, 6)).astype(np.float32)
     write_dicom_series(volume, tmp_path / "in" / "case1", modality="MR", rescale=(1.0, 0.0))
     written = segmenter.segment(tmp_path / "in" / "case1", tmp_path / "out")
-    names = [
-        "case1_instances.nii.gz",
-        "case1_measurements.json",
-        "case1_overlay.png",
-        "case1_seg.dcm",
-        "case1_seg.nii.gz",
-        "case1_sr.dcm",
-    ]
+    names = sorted(
+        f"case1_{end}"
+        for end in (
+            "instances.nii.gz",
+            "measurements.json",
+            "overlay.png",
+            "rtstruct.dcm",
+            "seg.dcm",
+            "seg.nii.gz",
+            "sr.dcm",
+        )
+    )
     assert sorted(p.name for p in written) == names
     assert all(p.parent == tmp_path / "out" and p.is_file() for p in written)
     again = segmenter.segment(tmp_path / "in" / "case1", tmp_path / "out2")  # the staging folder is emptied
