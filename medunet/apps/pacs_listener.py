@@ -181,7 +181,7 @@ class PacsListener:
                         "status": "stored",
                         "instances": count,
                         "seg": [str(p) for p in seg],
-                        "sr": [str(p) for p in reports],
+                        "reports": [str(p) for p in reports],
                     },
                 )
             except Exception as err:

@@ -230,9 +230,16 @@ def test_dcmtk_storescu_pushes_of_jpeg_lossless_and_jpeg2000_are_segmented_and_t
     for folder in copies.values():
         volume = load_image(folder)
         np.testing.assert_array_equal(np.asarray(volume), original)
-        [seg_file] = listener.results[volume.meta["SeriesInstanceUID"]]["seg"]
+        result = listener.results[volume.meta["SeriesInstanceUID"]]
+        [seg_file] = result["seg"]
         seg_uid = str(pydicom.dcmread(seg_file).SeriesInstanceUID)
         assert seg_uid in in_pacs  # found by C-FIND in the source's study
+        # the measurement report (SR) and the contours (RTSTRUCT) went back with the SEG
+        stored = {str(s.SeriesInstanceUID): str(s.Modality) for s in client.find_series(study_uid)}
+        assert sorted(stored[str(pydicom.dcmread(p).SeriesInstanceUID)] for p in result["reports"]) == [
+            "RTSTRUCT",
+            "SR",
+        ]
         [fetched] = client.get_series(study_uid, seg_uid, tmp_path / "fetched" / seg_uid)
         labels.append(read_dicom_seg(fetched, volume.meta["SOPInstanceUIDs"]))
     assert labels[0].any()

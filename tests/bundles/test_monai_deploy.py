@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from monai.bundle import ckpt_export
 
 from medunet.io import load_image
 from medunet.io.dicom_seg import read_dicom_seg
@@ -55,12 +56,17 @@ def test_monai_deploy_app_writes_the_same_seg_as_medunet(small_bundle: Path, sha
     tile = ValidUNet(3, 1, 2, features=SMALL["features"], pool_sizes=SMALL["pool_sizes"]).input_shape_for(
         SMALL["tile_output"]
     )
-    # the export as the bundle's README documents it: the model with inference.json and metadata.json inside
-    _run([sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def",
-          "--filepath", "models/model.ts", "--ckpt_file", "models/model.pt", "--key_in_ckpt", "model",
-          "--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json",
-          "--use_trace", "True", "--input_shape", str([1, 1, *tile])],
-         tmp_path / "export.log", cwd=small_bundle)  # fmt: skip
+    # the export as the bundle's README documents it (in this process: the same function as the command line)
+    ckpt_export(
+        "network_def",
+        filepath=str(small_bundle / "models" / "model.ts"),
+        ckpt_file=str(small_bundle / "models" / "model.pt"),
+        key_in_ckpt="model",
+        meta_file=str(small_bundle / "configs" / "metadata.json"),
+        config_file=str(small_bundle / "configs" / "inference.json"),
+        use_trace=True,
+        input_shape=[1, 1, *tile],
+    )
     # medunet's own inference (default ckpt_path: models/model.pt of the bundle the config file belongs to)
     ours, folder = tmp_path / "medunet", tmp_path / "input" / "T1post"
     shutil.copytree(series, folder)
