@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,13 +41,14 @@ def require(path: Path) -> Path:
 
 def dcmtk(tool: str) -> str | None:
     """The path of DCMTK's ``tool`` (echoscu, storescu, ...), or None. pynetdicom installs Python look-alikes of
-    the same names into the environment's bin folder; those are passed over."""
-    scripts = Path(sys.executable).parent
+    the same names into a virtual environment's bin folder (first on PATH when one is active); DCMTK's tools are
+    compiled programs, so scripts are passed over."""
     for folder in os.environ.get("PATH", "").split(os.pathsep):
-        if folder and Path(folder) != scripts:
-            found = shutil.which(tool, path=folder)
-            if found:
-                return found
+        found = shutil.which(tool, path=folder) if folder else None
+        if found:
+            with open(found, "rb") as fh:
+                if fh.read(2) != b"#!":
+                    return found
     return None
 
 
