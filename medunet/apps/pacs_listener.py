@@ -25,7 +25,7 @@ from typing import Any
 
 from pynetdicom import AE, evt
 
-from medunet.apps.segmenter import BundleSegmenter
+from medunet.apps.segmenter import BundleSegmenter, dicom_outputs
 from medunet.io.codecs import storage_contexts
 from medunet.io.pacs import (
     STATUS_CANNOT_UNDERSTAND,
@@ -171,9 +171,7 @@ class PacsListener:
             count = _instances(entry.folder)  # the folder, not this send: a series sent again keeps earlier ones
             try:
                 outputs = self.segmenter.segment(entry.folder, self.work / "output" / series_folder_name(uid))
-                seg = [p for p in outputs if p.name.endswith("_seg.dcm")]
-                # the SEG's measurements (TID 1500 SR) and, when the bundle writes them, its contours (RTSTRUCT)
-                reports = [p for p in outputs if p.name.endswith(("_sr.dcm", "_rtstruct.dcm"))]
+                seg, reports = dicom_outputs(outputs)
                 self.destination.store([*seg, *reports])
                 self._record(
                     uid,

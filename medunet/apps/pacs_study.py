@@ -14,7 +14,7 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 
-from medunet.apps.segmenter import BundleSegmenter
+from medunet.apps.segmenter import BundleSegmenter, dicom_outputs
 from medunet.io.pacs import PacsClient, PacsError, series_folder_name
 from medunet.utils.enums import RetrieveMethod, look_up
 
@@ -96,9 +96,8 @@ def segment_study(
     start = time.perf_counter()
     outputs = segmenter.segment(folder, work / "output")
     timings["segment"] = time.perf_counter() - start
-    seg = next((p for p in outputs if p.name.endswith("_seg.dcm")), None)
-    # the SEG's measurements (TID 1500 SR) and, when the bundle writes them, its contours (RTSTRUCT)
-    reports = [p for p in outputs if p.name.endswith(("_sr.dcm", "_rtstruct.dcm"))]
+    segs, reports = dicom_outputs(outputs)
+    seg = segs[0] if segs else None
     if seg is None:
         raise PacsError(f"inference on series {uid} wrote no DICOM SEG (outputs: {[p.name for p in outputs]})")
     summary: dict[str, Any] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,14 @@ def inference_bundle(
     parser.read_meta(str(configs / "metadata.json"))
     parser.update({"bundle_root": str(bundle_dir), **(overrides or {})})
     return parser
+
+
+def dicom_outputs(outputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """The SEGs among a case's ``outputs``, and the objects that go to the PACS with them: the measurement report
+    (SR) and, when the bundle writes them, the contours (RTSTRUCT)."""
+    seg = [p for p in outputs if p.name.endswith("_seg.dcm")]
+    reports = [p for p in outputs if p.name.endswith(("_sr.dcm", "_rtstruct.dcm"))]
+    return seg, reports
 
 
 class BundleSegmenter:

@@ -103,13 +103,14 @@ def _check_files(listing: str | Path, section: str, cases: list[dict[str, Any]])
 
 
 def _series_in(files: list[Path]) -> dict[str, tuple[str, str, str]]:
-    """SeriesInstanceUID -> (modality, description, study UID) of the DICOM files among ``files``."""
+    """SeriesInstanceUID ("" for files without one) -> (modality, description, study UID) of the DICOM files among
+    ``files``; empty when none is DICOM."""
     found: dict[str, tuple[str, str, str]] = {}
     for path in files:
         header = read_dicom_header(path)
-        if header is not None and header.get("SeriesInstanceUID"):
+        if header is not None:
             found.setdefault(
-                str(header.SeriesInstanceUID),
+                str(header.get("SeriesInstanceUID", "") or ""),
                 (
                     str(header.get("Modality", "") or ""),
                     str(header.get("SeriesDescription", "") or ""),
@@ -167,7 +168,8 @@ def inference_datalist(
     suffixes = NIFTI_SUFFIXES + IMAGE_SUFFIXES
     files = sorted(p for p in root.iterdir() if p.is_file())
     # the headers of up to 50 files per folder say whether it holds DICOM and which series
-    folders = {root: _series_in(files[:50])} if any(read_dicom_header(p) is not None for p in files[:50]) else {}
+    in_root = _series_in(files[:50])
+    folders = {root: in_root} if in_root else {}
     cases = [] if folders else [{"image": str(p)} for p in files if p.name.lower().endswith(suffixes)]
     if not folders:
         for sub in sorted(p for p in root.iterdir() if p.is_dir()):

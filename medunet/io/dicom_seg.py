@@ -33,6 +33,7 @@ from medunet.utils.files import atomic_write
 __all__ = [
     "SegmentSpec",
     "build_dicom_seg",
+    "derived_series_number",
     "read_dicom_seg",
     "seg_series_number",
     "segments_from_metadata",
@@ -143,12 +144,18 @@ SEG_SERIES_OFFSET = 9000
 them); 900 when the source has no SeriesNumber."""
 
 
+def derived_series_number(source: pydicom.Dataset, offset: int, fallback: int) -> int:
+    """The SeriesNumber of an object derived from the series whose first header is ``source``: its SeriesNumber
+    plus ``offset``, ``fallback`` when it has none."""
+    try:
+        return offset + int(source.get("SeriesNumber"))
+    except (TypeError, ValueError):
+        return fallback
+
+
 def seg_series_number(source: pydicom.Dataset) -> int:
     """The SeriesNumber of the SEG of the series whose first header is ``source``."""
-    try:
-        return SEG_SERIES_OFFSET + int(source.get("SeriesNumber"))
-    except (TypeError, ValueError):
-        return 900
+    return derived_series_number(source, SEG_SERIES_OFFSET, 900)
 
 
 _PERSON_NAMES = ("PatientName", "ReferringPhysicianName")  # the person names highdicom copies from the source
@@ -227,15 +234,18 @@ def write_dicom_seg_for(
     segments: Sequence[SegmentSpec],
     measurements: Sequence[Mapping[str, Any]] | None = None,
     sr_path: str | Path | None = None,
+    headers: Sequence[pydicom.Dataset] | None = None,
     **kwargs: Any,
 ) -> list[Path]:
     """Writes the SEG of ``labels`` for an image loaded from a DICOM series, from the image's metadata (its
     ``SourceFiles`` and ``SOPInstanceUIDs``, in slice order): only the slices' headers are read, not the folder
     and not the pixel data again. With ``measurements`` (:func:`medunet.metrics.segment_measurements`) and
-    ``sr_path``, also the TID 1500 report of them (:mod:`medunet.io.dicom_sr`). Returns the written files."""
+    ``sr_path``, also the TID 1500 report of them (:mod:`medunet.io.dicom_sr`). ``headers``: those of
+    :func:`source_headers`, when the caller read them already. Returns the written files."""
     from medunet.io.dicom_sr import build_measurement_report  # imports this module
 
-    headers = source_headers(meta["SourceFiles"], meta.get("SOPInstanceUIDs"))
+    if headers is None:
+        headers = source_headers(meta["SourceFiles"], meta.get("SOPInstanceUIDs"))
     seg = build_dicom_seg(labels, headers, segments, **kwargs)
     written = [atomic_write(output_path, seg.save_as)]
     logger.info(

@@ -17,7 +17,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 import medunet
-from medunet.io.dicom_seg import SegmentSpec
+from medunet.io.dicom_seg import SegmentSpec, derived_series_number
 
 __all__ = ["build_measurement_report", "sr_series_number"]
 
@@ -37,8 +37,7 @@ _PROCEDURE = hd.sr.CodedConcept("363679005", "SCT", "Imaging procedure")
 
 def sr_series_number(source: pydicom.Dataset) -> int:
     """The source's SeriesNumber + 9100 (its SEG has + 9000), 910 without one."""
-    number = source.get("SeriesNumber")
-    return int(number) + 9100 if number not in (None, "") else 910
+    return derived_series_number(source, 9100, 910)
 
 
 def build_measurement_report(

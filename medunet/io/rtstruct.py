@@ -69,11 +69,17 @@ def build_rtstruct(
 
 
 def write_rtstruct_for(
-    labels: np.ndarray, meta: Mapping[str, Any], output_path: str | Path, segments: Sequence[SegmentSpec]
+    labels: np.ndarray,
+    meta: Mapping[str, Any],
+    output_path: str | Path,
+    segments: Sequence[SegmentSpec],
+    headers: Sequence[pydicom.Dataset] | None = None,
 ) -> Path:
     """Writes the RTSTRUCT of ``labels`` for an image loaded from a DICOM series, from the image's metadata (the
-    headers of its ``SourceFiles``; see :func:`medunet.io.dicom_seg.write_dicom_seg_for`)."""
-    headers = source_headers(meta["SourceFiles"], meta.get("SOPInstanceUIDs"))
+    headers of its ``SourceFiles``, unless the caller passes them as ``headers``; see
+    :func:`medunet.io.dicom_seg.write_dicom_seg_for`)."""
+    if headers is None:
+        headers = source_headers(meta["SourceFiles"], meta.get("SOPInstanceUIDs"))
     structure = build_rtstruct(labels, headers, segments)
     out = atomic_write(output_path, structure.save_as)
     logger.info("wrote RTSTRUCT %s (%d ROIs)", out, len(structure.StructureSetROISequence))

@@ -14,7 +14,7 @@ from monai.config import KeysCollection
 from monai.data.image_writer import ImageWriter
 from monai.transforms import MapTransform
 from monai.transforms import SaveImaged as MonaiSaveImaged
-from monai.utils import ensure_tuple
+from monai.utils import convert_to_numpy, ensure_tuple
 
 from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES, load_image
 from medunet.utils.files import atomic_write_path
@@ -165,7 +165,7 @@ class SaveDicomSegd(MapTransform):
         self.rtstruct = rtstruct
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from medunet.io.dicom_seg import write_dicom_seg_for  # loaded by __init__ already; see there
+        from medunet.io.dicom_seg import source_headers, write_dicom_seg_for  # loaded by __init__ already
 
         d = dict(data)
         for key in self.key_iterator(d):
@@ -181,8 +181,9 @@ class SaveDicomSegd(MapTransform):
                     folder,
                 )
                 continue
-            labels = np.asarray(pred.detach().cpu() if hasattr(pred, "detach") else pred)[0].astype(np.uint8)
+            labels = convert_to_numpy(pred)[0].astype(np.uint8)
             out = Path(self.output_dir) / f"{folder.name}_{self.output_postfix}.dcm"
+            headers = source_headers(meta["SourceFiles"], meta.get("SOPInstanceUIDs"))  # one read for all objects
             write_dicom_seg_for(
                 labels,
                 meta,
@@ -190,12 +191,14 @@ class SaveDicomSegd(MapTransform):
                 self.segments,
                 measurements=d.get(f"{key}_measurements"),
                 sr_path=Path(self.output_dir) / f"{folder.name}_sr.dcm",
+                headers=headers,
                 algorithm_name=self.algorithm_name,
             )
             if self.rtstruct:
                 from medunet.io.rtstruct import write_rtstruct_for
 
-                write_rtstruct_for(labels, meta, Path(self.output_dir) / f"{folder.name}_rtstruct.dcm", self.segments)
+                rtstruct = Path(self.output_dir) / f"{folder.name}_rtstruct.dcm"
+                write_rtstruct_for(labels, meta, rtstruct, self.segments, headers=headers)
         return d
 
 
@@ -268,13 +271,9 @@ class SaveMeasurementsd(MapTransform):
         for key in self.key_iterator(d):
             pred = d[key]
             meta = dict(getattr(pred, "meta", {}))
-            labels = np.asarray(pred.detach().cpu() if hasattr(pred, "detach") else pred)[0].round().astype(np.int64)
+            labels = convert_to_numpy(pred)[0].round().astype(np.int64)
             source = d.get(self.image_key) if self.image_key else None
-            intensities = (
-                None
-                if source is None
-                else np.asarray(source.detach().cpu() if hasattr(source, "detach") else source)[0]
-            )
+            intensities = None if source is None else convert_to_numpy(source)[0]
             affine = np.asarray(meta.get("affine", np.eye(labels.ndim + 1)), dtype=np.float64)
             records = segment_measurements(labels, affine, intensities, self.names)
             d[f"{key}_measurements"] = records
