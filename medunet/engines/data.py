@@ -11,7 +11,7 @@ from typing import Any
 from monai.data import load_decathlon_datalist
 
 from medunet.data.datasets import make_default_dataset
-from medunet.io.dicom_series import read_dicom_header
+from medunet.io.dicom_series import DicomSeriesInfo, matching_series, read_dicom_header
 from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES
 
 __all__ = ["inference_datalist", "resolve_datalist"]
@@ -102,34 +102,25 @@ def _check_files(listing: str | Path, section: str, cases: list[dict[str, Any]])
                 )
 
 
-def _series_in(files: list[Path]) -> dict[str, tuple[str, str, str]]:
-    """SeriesInstanceUID ("" for files without one) -> (modality, description, study UID) of the DICOM files among
-    ``files``; empty when none is DICOM."""
-    found: dict[str, tuple[str, str, str]] = {}
+def _series_in(files: list[Path]) -> list[DicomSeriesInfo]:
+    """The series of the DICOM files among ``files`` (SeriesInstanceUID "" for files without one; ``files`` of
+    each record left empty: only the headers were read); empty when none is DICOM."""
+    found: dict[str, DicomSeriesInfo] = {}
     for path in files:
         header = read_dicom_header(path)
         if header is not None:
+            uid = str(header.get("SeriesInstanceUID", "") or "")
             found.setdefault(
-                str(header.get("SeriesInstanceUID", "") or ""),
-                (
-                    str(header.get("Modality", "") or ""),
-                    str(header.get("SeriesDescription", "") or ""),
-                    str(header.get("StudyInstanceUID", "") or ""),
+                uid,
+                DicomSeriesInfo(
+                    series_uid=uid,
+                    modality=str(header.get("Modality", "") or ""),
+                    description=str(header.get("SeriesDescription", "") or ""),
+                    study_uid=str(header.get("StudyInstanceUID", "") or ""),
+                    files=(),
                 ),
             )
-    return found
-
-
-def _matches(info: tuple[str, str, str], uid: str, selection: dict[str, str]) -> bool:
-    modality, description, _ = info
-    return (
-        ("series_uid" not in selection or uid == selection["series_uid"])
-        and ("modality" not in selection or modality.upper() == selection["modality"].upper())
-        and (
-            "series_description" not in selection
-            or bool(re.search(selection["series_description"], description, re.IGNORECASE))
-        )
-    )
+    return list(found.values())
 
 
 def inference_datalist(
@@ -176,11 +167,19 @@ def inference_datalist(
             series = _series_in(sorted(q for q in sub.iterdir() if q.is_file())[:50])
             if series:
                 folders[sub] = series
-    every = {uid: info for series in folders.values() for uid, info in series.items()}
+    every = list({info.series_uid: info for series in folders.values() for info in series}.values())
     if selection:
-        kept = {f: s for f, s in folders.items() if any(_matches(i, u, selection) for u, i in s.items())}
+        criteria = {
+            "series_uid": selection.get("series_uid"),
+            "modality": selection.get("modality"),
+            "description": selection.get("series_description"),
+        }
+        kept = {f: s for f, s in folders.items() if matching_series(s, **criteria)}
         if folders and not kept:
-            listing = "\n".join(f"  - {u} {m} {d!r}" for u, (m, d, _) in sorted(every.items())[:30])
+            listing = "\n".join(
+                f"  - {i.series_uid} {i.modality} {i.description!r}"
+                for i in sorted(every, key=lambda i: i.series_uid)[:30]
+            )
             raise ValueError(
                 f"no DICOM series in input_dir={input_dir!s} matches {selection}; series found:\n{listing}"
             )
@@ -193,7 +192,7 @@ def inference_datalist(
             )
         folders = kept
     elif len(every) > 1:
-        studies = {study for _, _, study in every.values()}
+        studies = {info.study_uid for info in every}
         logger.warning(
             "input_dir=%s holds %d DICOM series of %d %s; every one is segmented. Select with --series_description "
             "REGEX, --modality MR|CT|..., or --series_uid UID",

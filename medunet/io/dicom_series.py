@@ -46,6 +46,7 @@ __all__ = [
     "DicomSeriesInfo",
     "DicomSeriesReader",
     "DicomVolume",
+    "matching_series",
     "read_dicom_header",
     "read_dicom_series",
     "scan_dicom_folder",
@@ -231,6 +232,25 @@ def scan_dicom_folder(folder: str | Path, recursive: bool = True) -> list[DicomS
     return sorted(series, key=lambda s: (-len(s.files), s.series_uid))
 
 
+def matching_series(
+    series: Sequence[DicomSeriesInfo],
+    series_uid: str | None = None,
+    modality: str | None = None,
+    description: str | None = None,
+) -> list[DicomSeriesInfo]:
+    """The series that match every criterion given: the UID, the modality (case-insensitive), a regular expression
+    searched in SeriesDescription (case-insensitive)."""
+    chosen = list(series)
+    if series_uid is not None:
+        chosen = [s for s in chosen if s.series_uid == series_uid]
+    if modality is not None:
+        chosen = [s for s in chosen if s.modality.upper() == modality.upper()]
+    if description is not None:
+        pattern = re.compile(description, re.IGNORECASE)
+        chosen = [s for s in chosen if pattern.search(s.description)]
+    return chosen
+
+
 def select_series(
     series: Sequence[DicomSeriesInfo],
     series_uid: str | None = None,
@@ -244,14 +264,7 @@ def select_series(
     Raises:
         DicomSeriesError: no series or several match; the message lists every series found.
     """
-    chosen = list(series)
-    if series_uid is not None:
-        chosen = [s for s in chosen if s.series_uid == series_uid]
-    if modality is not None:
-        chosen = [s for s in chosen if s.modality.upper() == modality.upper()]
-    if description is not None:
-        pattern = re.compile(description, re.IGNORECASE)
-        chosen = [s for s in chosen if pattern.search(s.description)]
+    chosen = matching_series(series, series_uid, modality, description)
     if len(chosen) == 1:
         return chosen[0]
     listing = "\n".join(f"  - {s.describe()}" for s in series)
