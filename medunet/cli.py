@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Sequence
 
-from medunet.utils.enums import LabelRule, RetrieveMethod, option_values
+from medunet.utils.enums import LabelRule, RetrieveMethod, VolumeOutput, option_values
 
 __all__ = ["main"]
 
@@ -52,6 +52,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--output", default="evaluation", help="folder for metrics.json and metrics.csv")
     evaluate.add_argument("--override", action="append", default=[], metavar="KEY=JSON", help="bundle config override")
+    blockwise = sub.add_parser(
+        "blockwise",
+        help="segment a volume larger than memory (zarr, OME-Zarr, TIFF) block by block on dask; rerun to resume",
+    )
+    blockwise.add_argument("--bundle", required=True, help="bundle folder whose network to use, e.g. bundles/unet3d")
+    blockwise.add_argument("--checkpoint", required=True, help="trained weights (.pt)")
+    blockwise.add_argument("--input", required=True, help="zarr array, OME-Zarr image (.zarr folder) or (Big)TIFF file")
+    blockwise.add_argument("--array", help="the image array's path inside a zarr group (default: OME-Zarr level 0)")
+    blockwise.add_argument("--output", required=True, help="OME-Zarr folder to write (an existing one is resumed)")
+    blockwise.add_argument(
+        "--output-mode", default="labels", choices=option_values(VolumeOutput), help="what to store per voxel"
+    )
+    blockwise.add_argument("--probability-dtype", default="uint8", choices=["uint8", "float16"])
+    blockwise.add_argument("--instances", action="store_true", help="also write stitched instance labels")
+    blockwise.add_argument("--tile", type=int, nargs="+", help="network input tile (default: the planner's)")
+    blockwise.add_argument("--block-shape", type=int, nargs="+", help="output block per task (pooling-grid multiple)")
+    blockwise.add_argument("--chunks", type=int, nargs="+", help="output chunk shape (default: the block shape)")
+    blockwise.add_argument("--flip", type=int, nargs="*", default=[], metavar="AXIS", help="flip TTA axes")
+    blockwise.add_argument("--scale", type=float, default=1.0, help="intensity x * scale + offset before the network")
+    blockwise.add_argument("--offset", type=float, default=0.0)
+    blockwise.add_argument("--clip", type=float, nargs=2, metavar=("LOW", "HIGH"), help="clip after scaling")
+    blockwise.add_argument("--workers", type=int, default=1, help="worker processes of the local dask cluster")
+    blockwise.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")
+    blockwise.add_argument("--scheduler", help="address of a running dask scheduler instead of a local cluster")
+    blockwise.add_argument("--memory-limit", help="per local worker, e.g. 2GiB (a worker above it is restarted)")
+    blockwise.add_argument("--retries", type=int, default=2, help="times a failing block is retried")
+    blockwise.add_argument("--overwrite", action="store_true", help="replace an existing output of another job")
+    blockwise.add_argument("--override", action="append", default=[], metavar="KEY=JSON", help="bundle config override")
+    blockwise.add_argument("--report", help="write the run's report (blocks computed / skipped) as JSON here")
     pacs = sub.add_parser("pacs", help="research-PACS workflows (settings from --config or MEDUNET_PACS_* variables)")
     pacs_sub = pacs.add_subparsers(dest="pacs_command", required=True)
     for name, text in (
@@ -172,11 +201,46 @@ def _pacs(args: argparse.Namespace) -> int:
         raise SystemExit(f"medunet pacs {args.pacs_command}: {err}") from None
 
 
+def _blockwise(args: argparse.Namespace) -> int:
+    from medunet.apps.blockwise import BlockwiseJob, run_blockwise
+    from medunet.apps.segmenter import inference_bundle
+    from medunet.networks import load_weights
+
+    try:
+        parser = inference_bundle(args.bundle, args.checkpoint, _overrides(args.override))
+        network = load_weights(parser.get_parsed_content("network_def"), args.checkpoint)
+        job = BlockwiseJob(
+            input=args.input, output=args.output, array=args.array, output_mode=args.output_mode,
+            probability_dtype=args.probability_dtype, roi_size=tuple(args.tile) if args.tile else None,
+            block_shape=tuple(args.block_shape) if args.block_shape else None,
+            chunks=tuple(args.chunks) if args.chunks else None, flip_axes=tuple(args.flip), scale=args.scale,
+            offset=args.offset, clip=tuple(args.clip) if args.clip else None, instances=args.instances,
+            torch_threads=args.threads,
+        )  # fmt: skip
+        report = run_blockwise(
+            job, network, scheduler=args.scheduler, n_workers=args.workers, overwrite=args.overwrite,
+            retries=args.retries, memory_limit=args.memory_limit,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError, TypeError) as err:
+        raise SystemExit(f"medunet blockwise: {err}") from None
+    if args.report:
+        from medunet.utils.files import atomic_write_text
+
+        atomic_write_text(args.report, report.to_json())
+    print(
+        f"medunet blockwise: {args.output}: {report.computed} of {report.blocks} blocks computed, {report.skipped} "
+        "done by an earlier run" + (f"; {report.instances} instances" if report.instances is not None else "")
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     if args.command == "pacs":
         return _pacs(args)
+    if args.command == "blockwise":
+        return _blockwise(args)
     if args.command == "evaluate":
         from medunet.apps.evaluation import evaluate_folder, format_table
 

@@ -1,7 +1,7 @@
 """Exact overlap-tile inference for valid-convolution networks."""
 
 from medunet.inference.cost import TileCostModel
-from medunet.inference.overlap_tile import OverlapTileInferer
+from medunet.inference.overlap_tile import OverlapTileInferer, scores_to_volume
 from medunet.inference.precision import (
     AutocastInferer,
     amp_default,
@@ -23,5 +23,6 @@ __all__ = [
     "cpu_has_native_bf16",
     "plan_axis_starts",
     "plan_tiles",
+    "scores_to_volume",
     "to_channels_last",
 ]

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
@@ -22,12 +23,12 @@ from torch import nn
 
 from medunet.inference.cost import TileCostModel
 from medunet.inference.precision import amp_default, autocast_dtype, to_channels_last
-from medunet.inference.tiling import TilePlan, plan_tiles
+from medunet.inference.tiling import TilePlan, plan_axis_starts, plan_tiles
 from medunet.networks.geometry import UNetGeometry
-from medunet.utils.enums import OutputMode, PaddingMode, look_up
-from medunet.utils.regions import extract_region
+from medunet.utils.enums import OutputMode, PaddingMode, VolumeOutput, look_up
+from medunet.utils.regions import extract_region, read_region
 
-__all__ = ["OverlapTileInferer"]
+__all__ = ["OverlapTileInferer", "scores_to_volume"]
 
 logger = logging.getLogger(__name__)
 
@@ -187,18 +188,12 @@ class OverlapTileInferer(Inferer):
         logger.debug("overlap-tile plan: %s", plan)
 
         image = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
-        flips = [
-            tuple(d + 2 for d in subset)
-            for k in range(len(self.flip_axes) + 1)
-            for subset in itertools.combinations(self.flip_axes, k)
-        ]
+        flips = [tuple(d + 2 for d in subset) for subset in self._flips()]
         result: torch.Tensor | None = None
         with torch.inference_mode():
             for flip in flips:
                 x = image.flip(flip) if flip else image
                 out = self._tiled(x, network, plan, sw_device, device, amp, args, kwargs)
-                if self.output == OutputMode.PROBABILITIES:
-                    out = torch.softmax(out, dim=1)
                 if flip:
                     out = out.flip(flip)
                 result = out if result is None else result.add_(out)
@@ -210,6 +205,14 @@ class OverlapTileInferer(Inferer):
             meta_out.copy_meta_from(inputs)
             return meta_out
         return result
+
+    def _flips(self) -> list[tuple[int, ...]]:
+        """Every subset of ``flip_axes`` (spatial axes), the empty one (no flip) first."""
+        return [
+            tuple(subset)
+            for k in range(len(self.flip_axes) + 1)
+            for subset in itertools.combinations(self.flip_axes, k)
+        ]
 
     def _tiled(
         self,
@@ -224,39 +227,234 @@ class OverlapTileInferer(Inferer):
     ) -> torch.Tensor:
         batch = image.shape[0]
         units = [(b, start) for b in range(batch) for start in plan.tile_starts()]
-        chunks: Iterator[list[tuple[int, tuple[int, ...]]]] = (
+        output: list[torch.Tensor] = []
+
+        def read(unit: tuple[int, tuple[int, ...]]) -> torch.Tensor:
+            b, start = unit
+            return extract_region(
+                image[b], [s - m for s, m in zip(start, plan.margin)], plan.input_tile, self.padding_mode
+            )
+
+        def write(unit: tuple[int, tuple[int, ...]], tile_out: torch.Tensor) -> None:
+            b, start = unit
+            if not output:
+                output.append(
+                    torch.empty((batch, tile_out.shape[0], *plan.image_shape), dtype=torch.float32, device=device)
+                )
+            dst, src = _placement(start, plan.output_tile, (0,) * len(start), plan.image_shape)
+            output[0][b][(slice(None), *dst)] = tile_out[(slice(None), *src)]
+
+        self._run_tiles(units, read, write, network, sw_device, device, amp, args, kwargs)
+        return output[0]
+
+    def _run_tiles(
+        self,
+        units: Sequence[Any],
+        read: Callable[[Any], torch.Tensor],
+        write: Callable[[Any, torch.Tensor], None],
+        network: Callable[..., torch.Tensor],
+        sw_device: torch.device,
+        device: torch.device,
+        amp: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Runs the network on the input tile of every unit, ``sw_batch_size`` at a time, and hands each output
+        tile (float32, ``(C_out, *output_tile)``, on ``device``; softmax applied for ``output="probabilities"``)
+        to ``write``."""
+        chunks: Iterator[Sequence[Any]] = (
             units[i : i + self.sw_batch_size] for i in range(0, len(units), self.sw_batch_size)
         )
         if self.progress:
             from tqdm.auto import tqdm
 
             chunks = tqdm(chunks, total=-(-len(units) // self.sw_batch_size), desc="overlap-tile", unit="batch")
-        output: torch.Tensor | None = None
         non_blocking = sw_device.type == "cuda"
         for chunk in chunks:
-            tiles = torch.stack(
-                [
-                    extract_region(
-                        image[b], [s - m for s, m in zip(start, plan.margin)], plan.input_tile, self.padding_mode
-                    )
-                    for b, start in chunk
-                ]
-            )
-            tiles = tiles.to(sw_device, non_blocking=non_blocking)
+            tiles = torch.stack([read(unit) for unit in chunk]).to(sw_device, non_blocking=non_blocking)
             if self.channels_last:
                 tiles = to_channels_last(tiles)
             with torch.autocast(device_type=sw_device.type, dtype=autocast_dtype(sw_device), enabled=amp):
                 pred = network(tiles, *args, **kwargs)
             pred = pred.float().to(device)
-            if output is None:
-                output = torch.empty((batch, pred.shape[1], *plan.image_shape), dtype=torch.float32, device=device)
-            for (b, start), tile_out in zip(chunk, pred):
-                dst: list[int | slice] = [b, slice(None)]
-                src: list[slice] = [slice(None)]
-                for s, o, size in zip(start, plan.output_tile, plan.image_shape):
-                    n = min(o, size - s)
-                    dst.append(slice(s, s + n))
-                    src.append(slice(0, n))
-                output[tuple(dst)] = tile_out[tuple(src)]
-        assert output is not None
-        return output
+            if self.output == OutputMode.PROBABILITIES:
+                pred = _softmax(pred)
+            for unit, tile_out in zip(chunk, pred):
+                write(unit, tile_out)
+
+    def predict_region(
+        self,
+        source: Any,
+        start: Sequence[int],
+        size: Sequence[int],
+        network: Callable[..., torch.Tensor],
+        image_shape: Sequence[int] | None = None,
+        plan: TilePlan | None = None,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        sw_device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """The inferer's output on the region ``[start, start + size)`` of an image that need not be in memory.
+
+        Only the region's input context is read from ``source`` (a zarr array, a memmap, a NumPy array; mirrored
+        beyond the image border as by ``__call__``). The tiles are those of ``plan`` (default: the plan this
+        inferer makes for the whole image, so the same tile size), placed on the pooling grid of the whole
+        image, so the result is **bit-identical** to the same region of ``__call__`` on the whole image (in
+        float32: the network computes every output voxel from the same input at the same place in a tile of the
+        same size). Regions can therefore be computed separately, in any order, in any process.
+
+        Args:
+            source: the image without batch axis, ``(C, *S)``.
+            start, size: the output region (spatial voxels).
+            image_shape: ``S`` (default: read from ``source``).
+            plan: the whole image's tile plan (default: ``self.plan(S, network)``).
+            transform: applied to every block read from ``source`` before the network (voxel-wise intensity
+                scaling; it must not depend on the block, e.g. no per-block statistics). Default: float32.
+            sw_device: device the network runs on (default: the inferer's, else the CPU).
+
+        Returns:
+            ``(C_out, *size)`` float32 on the CPU: logits, or probabilities with ``output="probabilities"``
+            (averaged over flips as ``__call__`` does).
+        """
+        geometry, _ = self._geometry(network)
+        shape = tuple(int(s) for s in (image_shape or source.shape[1:]))
+        start, size = tuple(int(s) for s in start), tuple(int(s) for s in size)
+        if len(shape) != geometry.spatial_dims or len(start) != len(shape) or len(size) != len(shape):
+            raise ValueError(
+                f"region start {start} / size {size} and image shape {shape} must have one entry per spatial axis of "
+                f"the {geometry.spatial_dims}D network"
+            )
+        if any(s < 0 or n < 1 or s + n > d for s, n, d in zip(start, size, shape)):
+            raise ValueError(f"region start {start}, size {size} is not inside the image of shape {shape}")
+        device = torch.device(sw_device) if sw_device is not None else self.sw_device or torch.device("cpu")
+        plan = plan or self.plan(shape, network, device)
+        amp = self._amp(device)
+        cpu = torch.device("cpu")
+        to_float = transform or (lambda block: block.astype(np.float32))
+        result: torch.Tensor | None = None
+        flips = self._flips()
+        with torch.inference_mode():
+            for flip in flips:
+                # The region in the flipped image's coordinates, whose pooling grid starts at its own first voxel.
+                f_start = tuple(d - s - n if a in flip else s for a, (s, n, d) in enumerate(zip(start, size, shape)))
+                starts = [
+                    [a0 + t for t in plan_axis_starts(s + n - a0, o, p)]
+                    for s, n, o, p in zip(f_start, size, plan.output_tile, geometry.stride)
+                    for a0 in [s // p * p]
+                ]
+                lo = [st[0] - m for st, m in zip(starts, plan.margin)]
+                hi = [st[-1] - m + t for st, m, t in zip(starts, plan.margin, plan.input_tile)]
+                # Read the context once, in the source's orientation, then flip it (mirror extension commutes
+                # with flipping: the flipped image's extension is the flipped extension).
+                o_lo = [d - h if a in flip else lo_ for a, (lo_, h, d) in enumerate(zip(lo, hi, shape))]
+                context = torch.from_numpy(
+                    np.ascontiguousarray(
+                        to_float(read_region(source, o_lo, [h - low for h, low in zip(hi, lo)], self.padding_mode))
+                    )
+                )
+                if flip:
+                    context = context.flip([a + 1 for a in flip])
+                out = torch.empty((0,))
+
+                def read(
+                    tile_start: tuple[int, ...], context: torch.Tensor = context, lo: list[int] = lo
+                ) -> torch.Tensor:
+                    index = tuple(
+                        slice(s - m - low, s - m - low + t)
+                        for s, m, low, t in zip(tile_start, plan.margin, lo, plan.input_tile)
+                    )
+                    return context[(slice(None), *index)]
+
+                def write(
+                    tile_start: tuple[int, ...], tile_out: torch.Tensor, f_start: tuple[int, ...] = f_start
+                ) -> None:
+                    nonlocal out
+                    if out.ndim == 1:
+                        out = torch.empty((tile_out.shape[0], *size), dtype=torch.float32)
+                    dst, src = _placement(tile_start, plan.output_tile, f_start, size)
+                    out[(slice(None), *dst)] = tile_out[(slice(None), *src)]
+
+                units = list(itertools.product(*starts))
+                self._run_tiles(units, read, write, network, device, cpu, amp, (), {})
+                if flip:
+                    out = out.flip([a + 1 for a in flip])
+                result = out if result is None else result.add_(out)
+            assert result is not None
+            if len(flips) > 1:
+                result.div_(len(flips))
+        return result
+
+    def predict_to(
+        self,
+        source: Any,
+        destination: Any,
+        network: Callable[..., torch.Tensor],
+        block_shape: Sequence[int] | None = None,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        convert: Callable[[torch.Tensor], np.ndarray] | None = None,
+        sw_device: torch.device | str | None = None,
+    ) -> Any:
+        """Streams the inferer's output on a whole image into ``destination``, block by block (one process).
+
+        Each block's input context is read from ``source`` (``(C, *S)``: a zarr array, memmap or NumPy array) and its
+        result written into its disjoint region of ``destination`` (a NumPy memmap, a zarr array; indexed
+        ``destination[..., *block]``, so ``(C_out, *S)`` for scores or ``(*S)`` for labels). Peak memory is one
+        block's input context and scores plus the tile plan's budget, whatever the image's size. The result is
+        bit-identical to ``__call__`` (see :meth:`predict_region`).
+
+        Args:
+            block_shape: output block (default: the tile's output size rounded down to the pooling stride).
+            convert: maps a block's ``(C_out, *block)`` float32 scores to what is stored, e.g.
+                :func:`scores_to_volume` for labels (default: the scores in the destination's dtype).
+
+        Returns:
+            ``destination``.
+        """
+        geometry, _ = self._geometry(network)
+        shape = tuple(int(s) for s in source.shape[1:])
+        device = torch.device(sw_device) if sw_device is not None else self.sw_device or torch.device("cpu")
+        plan = self.plan(shape, network, device)
+        block = tuple(block_shape) if block_shape else tuple(
+            max(o // p * p, p) for o, p in zip(plan.output_tile, geometry.stride)
+        )  # fmt: skip
+        dtype = np.dtype(destination.dtype)
+        to_array = convert or (lambda scores: scores.numpy().astype(dtype, copy=False))
+        for start in itertools.product(*(range(0, s, b) for s, b in zip(shape, block))):
+            size = tuple(min(b, s - i) for i, b, s in zip(start, block, shape))
+            scores = self.predict_region(source, start, size, network, shape, plan, transform, device)
+            destination[(Ellipsis, *(slice(i, i + n) for i, n in zip(start, size)))] = to_array(scores)
+        return destination
+
+
+def scores_to_volume(scores: torch.Tensor, mode: str | VolumeOutput, probability_dtype: str = "uint8") -> np.ndarray:
+    """What a volume stores of a block's ``(C, *S)`` float32 scores: ``labels`` (argmax over the channels, uint8, or
+    uint16 beyond 256 classes), ``probabilities`` (uint8 0..255 rounded, or float16) or ``logits`` (float32)."""
+    kind = look_up(mode, VolumeOutput, "output")
+    if kind == VolumeOutput.LABELS:
+        return scores.argmax(dim=0).numpy().astype(np.uint8 if scores.shape[0] <= 256 else np.uint16)
+    if kind == VolumeOutput.PROBABILITIES:
+        if probability_dtype == "float16":
+            return scores.numpy().astype(np.float16)
+        if probability_dtype != "uint8":
+            raise ValueError(f"probability_dtype must be 'uint8' or 'float16', got {probability_dtype!r}")
+        return np.rint(scores.numpy() * 255).astype(np.uint8)
+    return scores.numpy()
+
+
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the channel axis (1) of ``(B, C, *S)``, computed with the channels last so that every voxel
+    is computed by the same code path whatever its position: the result of a voxel is then the same in a tile,
+    a region or the whole image (bit-identical regions, see ``predict_region``)."""
+    return torch.softmax(logits.movedim(1, -1), dim=-1).movedim(-1, 1)
+
+
+def _placement(
+    tile_start: Sequence[int], output_tile: Sequence[int], region_start: Sequence[int], region_size: Sequence[int]
+) -> tuple[list[slice], list[slice]]:
+    """Where an output tile starting at ``tile_start`` lands in a region ``[region_start, + region_size)``: the
+    destination slices in the region and the source slices in the tile (the tile clipped to the region)."""
+    dst, src = [], []
+    for t, o, r, n in zip(tile_start, output_tile, region_start, region_size):
+        a, b = max(t, r), min(t + o, r + n)
+        dst.append(slice(a - r, b - r))
+        src.append(slice(a - t, b - t))
+    return dst, src

@@ -23,6 +23,7 @@ __all__ = [
     "PaddingMode",
     "QueryLevel",
     "RetrieveMethod",
+    "VolumeOutput",
     "look_up",
     "option_values",
 ]
@@ -69,6 +70,15 @@ class OutputMode(StrEnum):
 
     LOGITS = "logits"
     PROBABILITIES = "probabilities"
+
+
+class VolumeOutput(StrEnum):
+    """What blockwise inference writes per voxel: ``labels`` (the class with the largest score, uint8),
+    ``probabilities`` (softmax per class, as uint8 0..255 or float16) or ``logits`` (float32, the exact values)."""
+
+    LABELS = "labels"
+    PROBABILITIES = "probabilities"
+    LOGITS = "logits"
 
 
 class IntensityPreset(StrEnum):

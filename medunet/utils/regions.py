@@ -20,7 +20,7 @@ import torch
 
 from medunet.utils.enums import PaddingMode, look_up
 
-__all__ = ["extension_indices", "extract_region"]
+__all__ = ["extension_indices", "extract_region", "read_region"]
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
@@ -97,3 +97,40 @@ def extract_region(
     if mask is not None:
         out = out * (torch.as_tensor(mask, device=out.device) if is_tensor else mask)
     return out
+
+
+def read_region(
+    source: Any, start: Sequence[int], size: Sequence[int], mode: str | PaddingMode = PaddingMode.SYMMETRIC
+) -> np.ndarray:
+    """:func:`extract_region` of an array that need not be in memory: a zarr array, a memmap, a TIFF's zarr view.
+
+    Only the bounding box of the voxels the region needs is read from ``source`` (one slicing, which zarr
+    turns into reads of the chunks it touches); positions beyond the border are then gathered from that box
+    in memory by the same index arithmetic (:func:`extension_indices`). The result equals
+    ``extract_region(np.asarray(source), start, size, mode)``.
+
+    Shapes:
+        ``source``: ``(C, *S)``, anything with ``shape`` and NumPy basic slicing; returns ``(C, *size)`` as a
+        NumPy array of the source's dtype.
+    """
+    spatial = tuple(int(s) for s in source.shape[1:])
+    if len(start) != len(spatial) or len(size) != len(spatial):
+        raise ValueError(
+            f"start {tuple(start)} and size {tuple(size)} must have one entry per spatial axis of an array of "
+            f"shape {tuple(source.shape)} (channel first)"
+        )
+    boxes, gathers, mask = [], [], None
+    for axis, (s, n, dim) in enumerate(zip(start, size, spatial)):
+        idx, inside = extension_indices(np.arange(int(s), int(s) + int(n)), dim, mode)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        boxes.append(slice(lo, hi))
+        gathers.append(None if (hi - lo == n and idx[0] == lo and idx[-1] == hi - 1) else idx - lo)
+        if inside is not None and not inside.all():
+            shape = [1] * (len(spatial) + 1)
+            shape[axis + 1] = int(n)
+            mask = inside.reshape(shape) if mask is None else mask & inside.reshape(shape)
+    out = np.asarray(source[(slice(None), *boxes)])
+    for axis, gather in enumerate(gathers):
+        if gather is not None:
+            out = np.take(out, gather, axis=axis + 1)
+    return out * mask if mask is not None else out

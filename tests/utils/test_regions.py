@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from medunet.utils.enums import PaddingMode
-from medunet.utils.regions import extension_indices, extract_region
+from medunet.utils.regions import extension_indices, extract_region, read_region
 
 
 @pytest.mark.parametrize("mode", list(PaddingMode))
@@ -47,3 +47,14 @@ def test_region_errors_name_the_shapes() -> None:
         extract_region(np.zeros((1, 4, 4)), (0, 0, 0), (2, 2, 2))
     with pytest.raises(ValueError, match="padding_mode='wrap' is not supported"):
         extension_indices(np.arange(3), 3, "wrap")
+
+
+@pytest.mark.parametrize("mode", ["symmetric", "reflect", "edge", "constant"])
+def test_read_region_equals_extract_region(mode: str) -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (2, 7, 20, 9)).astype(np.uint8)
+    for _ in range(100):
+        start, size = rng.integers(-30, 25, 3), rng.integers(1, 40, 3)
+        got = read_region(image, start, size, mode)
+        assert got.dtype == image.dtype
+        np.testing.assert_array_equal(got, extract_region(image, start, size, mode))
