@@ -13,6 +13,7 @@ from monai.data import load_decathlon_datalist
 from medunet.data.datasets import make_default_dataset
 from medunet.io.dicom_series import DicomSeriesInfo, matching_series, read_dicom_header
 from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES
+from medunet.io.volumes import is_volume_path
 
 __all__ = ["inference_datalist", "resolve_datalist"]
 
@@ -162,8 +163,9 @@ def inference_datalist(
     in_root = _series_in(files[:50])
     folders = {root: in_root} if in_root else {}
     cases = [] if folders else [{"image": str(p)} for p in files if p.name.lower().endswith(suffixes)]
-    if not folders:
-        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+    if not folders:  # zarr arrays and OME-Zarr images are folders too
+        cases += [{"image": str(p)} for p in sorted(root.iterdir()) if p.is_dir() and is_volume_path(p)]
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not is_volume_path(p)):
             series = _series_in(sorted(q for q in sub.iterdir() if q.is_file())[:50])
             if series:
                 folders[sub] = series

@@ -11,6 +11,7 @@ from monai.transforms import EnsureChannelFirst, Orientation, Spacing
 
 from medunet.io.checks import MAX_IMAGE_BYTES_ENV, check_declared_size, check_image, max_image_bytes, read_error
 from medunet.io.dicom_series import DicomSeriesReader
+from medunet.io.volumes import TIFF_SUFFIXES, VolumeReader, is_volume_path
 from medunet.utils.enums import IrregularSpacing
 
 __all__ = ["IMAGE_SUFFIXES", "NIFTI_SUFFIXES", "load_image", "reader_for"]
@@ -29,6 +30,8 @@ def reader_for(
     """The MONAI reader for ``path``: DICOM series folder / ``.dcm`` file, NIfTI, or a 2D image."""
     p = Path(path)
     name = p.name.lower()
+    if is_volume_path(p) or (name.endswith(TIFF_SUFFIXES) and _is_bigtiff(p)):
+        return VolumeReader()
     if p.is_dir() or name.endswith(".dcm"):
         return DicomSeriesReader(series_uid, modality, description, on_irregular)
     if name.endswith(NIFTI_SUFFIXES):
@@ -39,6 +42,16 @@ def reader_for(
         f"{p}: unsupported file type; medunet reads NIfTI ({', '.join(NIFTI_SUFFIXES)}), 2D images "
         f"({', '.join(IMAGE_SUFFIXES)}) and DICOM series (a folder, or one .dcm file of the series)"
     )
+
+
+def _is_bigtiff(path: Path) -> bool:
+    """A BigTIFF (Pillow reads classic TIFF only): the header's version field is 43."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head in (b"II+\x00", b"MM\x00+")
 
 
 def load_image(
@@ -59,8 +72,10 @@ def load_image(
     """Loads an image channel-first with its affine and source metadata.
 
     Args:
-        path: a NIfTI file, a PNG/TIFF/JPEG image (RGB(A) becomes channels), or a folder holding a DICOM
-            series (or one ``.dcm`` file of it).
+        path: a NIfTI file, a PNG/TIFF/JPEG image (RGB(A) becomes channels), a folder holding a DICOM
+            series (or one ``.dcm`` file of it), a zarr array / OME-Zarr image (``.zarr`` folder) or a BigTIFF
+            (read with :class:`~medunet.io.volumes.VolumeReader`: axes reversed to ``(x, y, z)``, voxel size and
+            origin in the affine).
         series_uid / modality / description: select one series from a folder holding several.
         on_irregular: ``"error"`` or ``"warn"`` for unevenly spaced DICOM slices.
         axcodes: reorient to these axis codes, e.g. ``"RAS"`` (3D only).
@@ -89,19 +104,23 @@ def load_image(
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist; give a NIfTI/PNG/TIFF file or a DICOM series folder")
     reader = reader_for(p, series_uid, modality, description, on_irregular)
+    if isinstance(reader, VolumeReader):
+        reader.max_bytes = max_bytes
     name = p.name.lower()
     kind = "nifti" if name.endswith(NIFTI_SUFFIXES) else "image" if name.endswith(IMAGE_SUFFIXES) else None
+    if isinstance(reader, VolumeReader):
+        kind = "volume"
     if kind == "image" and stack:
         data, meta = _read_pages(p, max_bytes)
     else:
-        if kind is not None:
+        if kind in ("nifti", "image"):
             check_declared_size(p, kind, max_bytes)
         # The reader is called directly rather than through monai.transforms.LoadImage: on a reader error
         # LoadImage falls back to every other registered reader and buries the actual message.
         try:
             data, meta = reader.get_data(reader.read(str(p)))
         except (OSError, EOFError, ValueError, RuntimeError) as err:
-            if kind is None:  # DICOM: medunet's own reader already names the file and the problem
+            if kind in (None, "volume"):  # DICOM and zarr: medunet's own readers name the path and the problem
                 raise
             raise read_error(p, "NIfTI" if kind == "nifti" else "an image", err) from None
         if kind == "nifti":

@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from monai.config import PathLike
+from monai.data import ImageReader
 
 __all__ = [
     "TIFF_SUFFIXES",
     "Volume",
     "VolumeError",
+    "VolumeReader",
     "check_writable_output",
     "create_volume",
     "is_volume_path",
@@ -385,3 +388,54 @@ def check_writable_output(path: Path, overwrite: bool, protect: Sequence[str | P
         parent = parent.parent
     if not os.access(parent, os.W_OK | os.X_OK):
         raise VolumeError(f"{path}: cannot write there ({parent} is not writable); choose another output path")
+
+
+class VolumeReader(ImageReader):
+    """MONAI reader of zarr arrays, OME-Zarr images and BigTIFF files (whole, into memory: for ``load_image`` and
+    the bundles; volumes larger than memory go through :mod:`medunet.apps.blockwise`).
+
+    The data follow MONAI's convention: channel first, then the spatial axes reversed from the stored
+    ``(z, y, x)`` to ``(x, y, z)``, with an affine of the voxel size and origin in that order (as nibabel reads a
+    NIfTI), so the bundles' 3D networks see zarr volumes as they see NIfTI volumes.
+    """
+
+    def __init__(self, array: str | None = None, max_bytes: int | None = None) -> None:
+        super().__init__()
+        self.array = array
+        self.max_bytes = max_bytes
+
+    def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
+        names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
+        return all(is_volume_path(str(n)) or str(n).lower().endswith(TIFF_SUFFIXES) for n in names)
+
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Volume:
+        if not isinstance(data, (str, os.PathLike)):
+            raise ValueError("VolumeReader reads one volume at a time")
+        volume = open_volume(str(data), self.array)
+        from medunet.io.checks import MAX_IMAGE_BYTES_ENV, max_image_bytes
+
+        view = volume.channel_first
+        needed, limit = int(np.prod(view.shape)) * 4, self.max_bytes or max_image_bytes()  # float32 once loaded
+        if needed > limit:
+            volume.close()
+            raise VolumeError(
+                f"{data}: {view.shape} voxels need {needed} bytes as float32, more than the limit of {limit} for "
+                f"loading a whole image; segment it block by block with `medunet blockwise`, or raise "
+                f"${MAX_IMAGE_BYTES_ENV}"
+            )
+        return volume
+
+    def get_data(self, img: Volume) -> tuple[np.ndarray, dict]:
+        view = img.channel_first
+        data = view[(slice(None),) * view.ndim]
+        img.close()
+        spatial = data.ndim - 1
+        data = np.transpose(data, (0, *range(spatial, 0, -1)))  # (C, z, y, x) -> (C, x, y, z)
+        affine = np.eye(4)
+        affine[:spatial, :spatial] = np.diag(img.voxel_size[::-1])
+        affine[:spatial, 3] = img.origin[::-1]
+        meta = {
+            "affine": affine, "original_affine": affine.copy(), "spatial_shape": np.asarray(data.shape[1:]),
+            "original_channel_dim": 0, "space": "unknown", "axes": list(img.axes), "unit": img.unit or "",
+        }  # fmt: skip
+        return data, meta

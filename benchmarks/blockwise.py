@@ -1,0 +1,211 @@
+"""Blockwise inference benchmark: writes benchmarks/results/blockwise.json and blockwise.md.
+
+Measured in one run on one machine (ratios, not absolute times, carry over):
+
+(a) memory flat in the volume's size: generated uint8 zarr volumes of two sizes (the larger at least 1 GiB) are
+    segmented by ``run_blockwise`` on a local dask cluster of 2 worker processes; the peak resident memory of
+    every process (the client with the scheduler and the nannies, and each worker: ``ru_maxrss``) is compared
+    with a stated budget;
+(b) throughput relative to the in-memory ``OverlapTileInferer`` (same network, same tile, same torch threads) on
+    a volume that fits, for 1 worker x 2 threads and 2 workers x 1 thread (the 1-vs-2-worker comparison);
+(c) the labels of every blockwise run on the small volume equal the in-memory labels (checked, not assumed).
+
+The network is a small 3D ValidUNet (2-4 features, two levels) with fixed random weights: the point is the
+engine's overhead and memory, not the network's accuracy. Usage:
+``python benchmarks/blockwise.py [--sizes 512x1024x1024 1024x1024x1024] [--budget-gib 1.5] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FEATURES = (2, 4)
+TILE = (144, 144, 144)  # output 128: the blocks (and chunks) tile 1024 exactly
+CHUNKS = (128, 128, 128)
+
+
+def network() -> torch.nn.Module:
+    from medunet.networks import ValidUNet
+
+    torch.manual_seed(0)
+    return ValidUNet(spatial_dims=3, features=FEATURES, dropout=0.0).eval()
+
+
+def generate(path: Path, shape: tuple[int, int, int]) -> float:
+    """A uint8 volume of smooth blobs plus noise, written chunk by chunk (never whole in memory); returns GiB."""
+    import zarr
+
+    array = zarr.create_array(str(path), shape=shape, chunks=CHUNKS, dtype="uint8")
+    rng = np.random.default_rng(0)
+    for z in range(0, shape[0], CHUNKS[0]):
+        for y in range(0, shape[1], CHUNKS[1]):
+            for x in range(0, shape[2], CHUNKS[2]):
+                zz, yy, xx = np.meshgrid(
+                    *(np.arange(s, min(s + c, n)) for s, c, n in zip((z, y, x), CHUNKS, shape)), indexing="ij"
+                )
+                blobs = np.sin(zz / 9.0) * np.sin(yy / 7.0) * np.sin(xx / 11.0)
+                noise = rng.normal(0, 0.1, blobs.shape)
+                array[z : z + CHUNKS[0], y : y + CHUNKS[1], x : x + CHUNKS[2]] = np.clip(
+                    (blobs + noise + 1) * 127, 0, 255
+                ).astype(np.uint8)
+    return float(np.prod(shape)) / 1024**3
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM: unlike ``ru_maxrss``, not inherited across fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def blockwise(source: Path, output: Path, workers: int, threads: int, client: Any = None) -> dict[str, Any]:
+    from distributed import Client, LocalCluster
+
+    from medunet.apps.blockwise import BlockwiseJob, run_blockwise
+
+    job = BlockwiseJob(input=str(source), output=str(output), roi_size=TILE, scale=1 / 255, torch_threads=threads)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as c:
+        c.run(lambda: __import__("medunet.apps.blockwise"))  # worker start-up is not inference time
+        start = time.perf_counter()
+        report = run_blockwise(job, network(), scheduler=c, progress=False)
+        seconds = time.perf_counter() - start
+        workers_rss = sorted(
+            v / 1024 for v in c.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values()
+        )
+    return {"seconds": seconds, "blocks": report.blocks, "computed": report.computed,
+            "worker_peak_rss_mib": workers_rss}  # fmt: skip
+
+
+def in_memory(source: Path, threads: int) -> tuple[float, np.ndarray]:
+    import zarr
+
+    from medunet.apps.blockwise import BlockwiseJob
+    from medunet.inference import OverlapTileInferer
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    data = zarr.open_array(str(source))[:]
+    image = torch.from_numpy(BlockwiseJob(input="", output="", scale=1 / 255).intensity(data))[None, None]
+    with torch.inference_mode():
+        labels = OverlapTileInferer(roi_size=TILE, amp=False)(image, network())[0].argmax(0).numpy().astype(np.uint8)
+    return time.perf_counter() - start, labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs=2, default=["512x1024x1024", "1024x1024x1024"], help="two volume shapes")
+    parser.add_argument("--small", default="256x256x256", help="the volume that fits, for the throughput ratios")
+    parser.add_argument("--budget-gib", type=float, default=1.5, help="peak RSS budget per process")
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
+    parser.add_argument("--workdir", help="where to write the volumes (default: a temporary folder)")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.small = ["128x256x256", "256x256x256"], "128x128x128"
+    import zarr
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="medunet-blockwise-"))
+    work.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "command": "python benchmarks/blockwise.py " + ("--quick" if args.quick else f"--sizes {' '.join(args.sizes)}"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "network": f"ValidUNet 3D features {FEATURES}, fixed random weights (seed 0), tile {TILE}, float32",
+        "budget_gib_per_process": args.budget_gib,
+    }
+    # (b) + (c): throughput and equality on a volume that fits
+    small_shape = tuple(int(s) for s in args.small.split("x"))
+    small = work / "small.zarr"
+    generate(small, small_shape)  # type: ignore[arg-type]
+    # in its own process, so that the whole volume it holds does not count in this process's peak memory
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        memory_seconds, reference = pool.submit(in_memory, small, 2).result()
+    ratios = {}
+    for workers, threads in ((1, 2), (2, 1)):
+        out = work / f"small-{workers}w.zarr"
+        run = blockwise(small, out, workers, threads)
+        equal = bool(np.array_equal(zarr.open_array(str(out / "0"))[:], reference))
+        ratios[f"{workers}x{threads}"] = {**run, "labels_equal_in_memory": equal,
+                                          "throughput_vs_in_memory": memory_seconds / run["seconds"]}  # fmt: skip
+        shutil.rmtree(out)
+    result["throughput"] = {"volume": list(small_shape), "in_memory_seconds_2_threads": memory_seconds, "runs": ratios}
+    # (a) memory at two sizes
+    sizes = []
+    for text in args.sizes:
+        shape = tuple(int(s) for s in text.split("x"))
+        source = work / f"volume-{text}.zarr"
+        gib = generate(source, shape)  # type: ignore[arg-type]
+        out = work / f"out-{text}.zarr"
+        run = blockwise(source, out, 2, 1)
+        run.update(shape=list(shape), input_gib=gib, voxels_per_second=float(np.prod(shape)) / run["seconds"])
+        sizes.append(run)
+        shutil.rmtree(out)
+        shutil.rmtree(source)
+    result["sizes"] = sizes
+    result["client_peak_rss_mib"] = peak_rss_mib()  # the client, scheduler and nannies: one process
+    every = [result["client_peak_rss_mib"], *(r for run in sizes for r in run["worker_peak_rss_mib"])]
+    result["max_peak_rss_mib"] = max(every)
+    result["within_budget"] = max(every) <= args.budget_gib * 1024
+    shutil.rmtree(work, ignore_errors=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "blockwise.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / "blockwise.md").write_text(report(result))
+    print(report(result))
+
+
+def report(r: dict[str, Any]) -> str:
+    lines = [
+        "# Blockwise inference (dask.distributed, zarr)", "",
+        f"Command: `{r['command']}`. Machine: {r['machine']}. Network: {r['network']}.", "",
+        f"## Memory does not grow with the volume (budget {r['budget_gib_per_process']} GiB per process)", "",
+        "| volume | GiB (uint8) | blocks | seconds | voxels/s | worker peak RSS (MiB) |", "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for run in r["sizes"]:
+        rss = ", ".join(f"{v:.0f}" for v in run["worker_peak_rss_mib"])
+        lines.append(
+            f"| {'x'.join(map(str, run['shape']))} | {run['input_gib']:.2f} | {run['blocks']} | {run['seconds']:.0f} | "
+            f"{run['voxels_per_second'] / 1e6:.2f} M | {rss} |"
+        )
+    lines += [
+        "",
+        f"Client process (client, scheduler, nannies; peak over the whole benchmark): {r['client_peak_rss_mib']:.0f} MiB. "
+        f"Largest peak of any process: {r['max_peak_rss_mib']:.0f} MiB: "
+        f"{'within' if r['within_budget'] else 'OVER'} the budget.",
+        "",
+        f"## Throughput against the in-memory inferer ({'x'.join(map(str, r['throughput']['volume']))}, same tile)",
+        "",
+        f"In-memory `OverlapTileInferer`, 2 torch threads: {r['throughput']['in_memory_seconds_2_threads']:.1f} s.",
+        "",
+        "| workers x threads | seconds | throughput / in-memory | labels equal |",
+        "|---|---|---|---|",
+    ]
+    for key, run in r["throughput"]["runs"].items():
+        lines.append(
+            f"| {key} | {run['seconds']:.1f} | {run['throughput_vs_in_memory']:.2f} | {run['labels_equal_in_memory']} |"
+        )
+    lines += [
+        "",
+        "On this 2-core machine, 2 workers of 1 thread and 1 worker of 2 threads share the same cores; the blocks are"
+        " independent, so on more cores (or one GPU per worker) throughput grows with the workers until the storage's"
+        " read/write bandwidth limits it.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
