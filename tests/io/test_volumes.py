@@ -23,9 +23,12 @@ def test_ome_zarr_geometry_and_channel_first_view(tmp_path: Path) -> None:
     data = np.arange(3 * 4 * 5 * 6, dtype=np.uint16).reshape(3, 4, 5, 6)
     _ome(tmp_path / "img.ome.zarr", data, ("c", "z", "y", "x"))
     volume = open_volume(tmp_path / "img.ome.zarr")
-    assert volume.kind == "ome-zarr" and volume.axes == ("c", "z", "y", "x")
-    assert volume.voxel_size == (2.0, 0.5, 0.25) and volume.origin == (10.0, 1.0, -3.0)
-    assert volume.unit == "micrometer" and volume.spatial_shape == (4, 5, 6)
+    assert volume.kind == "ome-zarr"
+    assert volume.axes == ("c", "z", "y", "x")
+    assert volume.voxel_size == (2.0, 0.5, 0.25)
+    assert volume.origin == (10.0, 1.0, -3.0)
+    assert volume.unit == "micrometer"
+    assert volume.spatial_shape == (4, 5, 6)
     np.testing.assert_array_equal(volume.channel_first[:, 1:3, :, 2:4], data[:, 1:3, :, 2:4])
 
 
@@ -33,10 +36,13 @@ def test_a_plain_array_and_a_group_with_one_array(tmp_path: Path) -> None:
     group = zarr.open_group(str(tmp_path / "group.zarr"), mode="w")
     group.create_array("raw", shape=(2, 4, 5, 6), dtype="uint8")[:] = 7  # (c, z, y, x)
     view = open_volume(tmp_path / "group.zarr").channel_first
-    assert view.shape == (2, 4, 5, 6) and (view[:, 1:2] == 7).all()
+    assert view.shape == (2, 4, 5, 6)
+    assert (view[:, 1:2] == 7).all()
     zarr.create_array(str(tmp_path / "plain.zarr"), shape=(4, 5, 6), dtype="float32")[:] = 1.5
     plain = open_volume(tmp_path / "plain.zarr")
-    assert plain.kind == "zarr" and plain.channel_first.shape == (1, 4, 5, 6) and plain.voxel_size == (1.0, 1.0, 1.0)
+    assert plain.kind == "zarr"
+    assert plain.channel_first.shape == (1, 4, 5, 6)
+    assert plain.voxel_size == (1.0, 1.0, 1.0)
 
 
 def test_load_image_reads_ome_zarr_like_a_nifti(tmp_path: Path) -> None:
@@ -54,7 +60,8 @@ def test_bigtiff_is_read_lazily_and_by_load_image(tmp_path: Path) -> None:
     data = np.random.default_rng(2).integers(0, 255, (7, 30, 20)).astype(np.uint8)
     tifffile.imwrite(tmp_path / "stack.tif", data, bigtiff=True, tile=(16, 16), resolution=(2.0, 4.0))
     volume = open_volume(tmp_path / "stack.tif")
-    assert volume.kind == "tiff" and volume.spatial_shape == (7, 30, 20)
+    assert volume.kind == "tiff"
+    assert volume.spatial_shape == (7, 30, 20)
     assert volume.voxel_size[1:] == (0.25, 0.5)  # pixels per unit -> unit per pixel (y, x)
     np.testing.assert_array_equal(volume.channel_first[:, 2:5, 3:20, 1:9], data[None, 2:5, 3:20, 1:9])
     volume.close()
@@ -62,14 +69,14 @@ def test_bigtiff_is_read_lazily_and_by_load_image(tmp_path: Path) -> None:
 
 
 def test_clear_errors_name_the_path(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing.zarr does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.zarr does not exist"):
         open_volume(tmp_path / "nothing.zarr")
     zarr.create_array(str(tmp_path / "five.zarr"), shape=(1, 2, 3, 4, 5), dtype="uint8")
-    with pytest.raises(VolumeError, match="five.zarr: a 5D zarr array"):
+    with pytest.raises(VolumeError, match=r"five\.zarr: a 5D zarr array"):
         open_volume(tmp_path / "five.zarr")
     zarr.create_array(str(tmp_path / "big.zarr"), shape=(64, 64, 64), dtype="uint8")
-    with pytest.raises(VolumeError, match="big.zarr: .*`medunet blockwise`"):
+    with pytest.raises(VolumeError, match=r"big\.zarr: .*`medunet blockwise`"):
         load_image(tmp_path / "big.zarr", max_bytes=1000)
     (tmp_path / "out.zarr").mkdir()
-    with pytest.raises(VolumeError, match="out.zarr already exists"):
+    with pytest.raises(VolumeError, match=r"out\.zarr already exists"):
         create_volume(tmp_path / "out.zarr", (2, 2), np.uint8, (2, 2), ("y", "x"), (1, 1), (0, 0))
