@@ -9,6 +9,8 @@ import pytest
 
 from medunet.cli import main
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def test_geometry_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["geometry", "--input", "572", "572", "--output", "388", "388"]) == 0
@@ -70,3 +72,43 @@ def test_listen_uses_the_listeners_quiet_time_unless_given(monkeypatch: pytest.M
     assert main([*args, "--idle-seconds", "7.5", "--host", "0.0.0.0", "--port", "11190"]) == 0
     assert [m.idle_seconds for m in made] == [listener_module.DEFAULT_IDLE_SECONDS, 7.5]
     assert [(m.host, m.port) for m in made] == [("127.0.0.1", 11112), ("0.0.0.0", 11190)]  # loopback by default
+
+
+def test_blockwise_command_and_bundle_config_segment_a_zarr_volume(tmp_path: Path, capsys) -> None:
+    """`medunet blockwise` and the bundles' blockwise.json: the same OME-Zarr labels as the in-memory inferer."""
+    import numpy as np
+    import torch
+    import zarr
+    from monai.bundle import run
+
+    from medunet.inference import OverlapTileInferer
+    from medunet.networks import ValidUNet
+
+    torch.manual_seed(0)
+    net = ValidUNet(spatial_dims=3, features=(4, 8, 16, 32), norm="batch", dropout=0.0).eval()
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    data = np.random.default_rng(0).integers(0, 256, (24, 40, 36)).astype(np.uint8)
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=data.shape, chunks=(16, 16, 16), dtype="uint8")[:] = data
+    image = torch.from_numpy(data.astype(np.float32) * np.float32(0.5))[None, None]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        expected = OverlapTileInferer(roi_size=(124, 124, 124))(image, net)[0].argmax(0).numpy()
+    finally:
+        torch.set_num_threads(threads)
+    args = ["blockwise", "--bundle", str(REPO / "bundles" / "unet3d"), "--checkpoint", str(tmp_path / "model.pt"),
+            "--input", str(tmp_path / "in.zarr"), "--output", str(tmp_path / "cli.zarr"), "--tile", "124", "124", "124",
+            "--block-shape", "16", "16", "16", "--scale", "0.5", "--threads", "1", "--override", "features=[4,8,16,32]",
+            "--report", str(tmp_path / "report.json")]  # fmt: skip
+    assert main(args) == 0
+    assert "18 of 18 blocks computed" in capsys.readouterr().out
+    assert np.array_equal(zarr.open_array(str(tmp_path / "cli.zarr" / "0"))[:], expected)
+    assert json.loads((tmp_path / "report.json").read_text())["computed"] == 18
+    with pytest.raises(SystemExit, match=r"cli\.zarr already exists and is another job's output"):
+        main([*args[:-2], "--scale", "0.25"])
+    configs = REPO / "bundles" / "unet3d" / "configs"
+    run(config_file=[str(configs / "inference.json"), str(configs / "blockwise.json")],
+        ckpt_path=str(tmp_path / "model.pt"), features=[4, 8, 16, 32], input_volume=str(tmp_path / "in.zarr"),
+        output_volume=str(tmp_path / "bundle.zarr"), roi_size=[124, 124, 124], block_shape=[16, 32, 16],
+        intensity_scale=0.5, torch_threads=1)  # fmt: skip
+    assert np.array_equal(zarr.open_array(str(tmp_path / "bundle.zarr" / "0"))[:], expected)

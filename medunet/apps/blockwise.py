@@ -293,7 +293,7 @@ def _client(scheduler: Any, n_workers: int, memory_limit: str | None) -> tuple[A
         threads_per_worker=1,
         processes=True,
         memory_limit=memory_limit or "auto",
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: the dashboard (where bokeh is installed) never collides
     )
     return Client(cluster), cluster
 

@@ -53,7 +53,9 @@ def test_bundles_differ_only_in_their_settings(name: str) -> None:
     assert "bundle_name" in differing
 
 
-@pytest.mark.parametrize("name", ["evaluate.json", "multi_gpu_train.json", "multi_gpu_inference.json", "logging.conf"])
+@pytest.mark.parametrize(
+    "name", ["evaluate.json", "multi_gpu_train.json", "multi_gpu_inference.json", "blockwise.json", "logging.conf"]
+)
 def test_overlays_are_identical(name: str) -> None:
     assert (BUNDLES / "unet2d" / "configs" / name).read_bytes() == (BUNDLES / "unet3d" / "configs" / name).read_bytes()
 
