@@ -70,6 +70,8 @@ class BlockwiseJob:
             statistics cannot be taken per block: give the numbers).
         instances: also write instance labels (connected components of the foreground, stitched across blocks).
         torch_threads: intra-op threads per worker (default: the machine's cores shared among local workers).
+        device: where each worker runs the network: ``"auto"`` (the worker's CUDA device when it has one, else
+            the CPU), ``"cuda"``, ``"cuda:1"`` or ``"cpu"``.
     """
 
     input: str
@@ -87,6 +89,7 @@ class BlockwiseJob:
     clip: tuple[float, float] | None = None
     instances: bool = False
     torch_threads: int | None = None
+    device: str = "auto"
 
     def inferer(self) -> OverlapTileInferer:
         output = "probabilities" if self.output_mode == VolumeOutput.PROBABILITIES else "logits"
@@ -221,10 +224,15 @@ def _predict_block(plan: _Plan, network: torch.nn.Module, start: tuple[int, ...]
     if marker.exists():
         return "skipped"
     _set_threads(job)
+    device = torch.device("cuda" if job.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if job.device == "auto" else job.device)  # fmt: skip
+    if next(network.parameters()).device != device:
+        network.to(device)  # the worker's own copy of the network, moved once
     source = _volume(job.input, job.array).channel_first
     region = job.inferer().predict_region(
-        source, start, size, network, image_shape=plan.image_shape, plan=plan.tile_plan, transform=job.intensity
-    )
+        source, start, size, network, image_shape=plan.image_shape, plan=plan.tile_plan, transform=job.intensity,
+        sw_device=device,
+    )  # fmt: skip
     data = scores_to_volume(region, job.output_mode, job.probability_dtype)
     spatial = tuple(slice(s, s + n) for s, n in zip(start, size))
     index = spatial if job.output_mode == VolumeOutput.LABELS else (slice(None), *spatial)
@@ -345,6 +353,7 @@ def _job_record(job: BlockwiseJob, plan: _Plan, weights: str) -> dict:
         input=str(Path(job.input).resolve()),
         output=None,
         torch_threads=None,
+        device=None,
         input_tile=list(plan.tile_plan.input_tile),
         block_shape=list(plan.block_shape),
         weights_sha256=weights,
