@@ -11,7 +11,8 @@ Measured in one run on one machine (ratios, not absolute times, are what carry o
     difference of each to its own whole-image pass;
 (c) the peak resident memory of each run, measured in a fresh subprocess per configuration.
 
-Usage: ``python benchmarks/inference.py [--quick] [--repeats N]``.
+Usage: ``python benchmarks/inference.py [--quick] [--repeats N] [--cases 3d] [--bf16]`` (``--bf16``: every method
+under bfloat16 autocast with channels-last tensors, results in ``inference_bf16.*``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
 import time
@@ -29,6 +31,7 @@ import torch
 from torch import nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
+_BF16_ENV = "MEDUNET_BENCHMARK_BF16"
 
 
 class SamePaddedUNet(nn.Module):
@@ -88,20 +91,29 @@ def _measure(kind: str, quick: bool, method: str, repeats: int, queue: Any) -> N
     torch.set_num_threads(2)
     from monai.inferers import sliding_window_inference
 
-    from medunet.inference import OverlapTileInferer
+    from medunet.inference import OverlapTileInferer, to_channels_last
 
+    # --bf16: every method in bfloat16 autocast with channels-last tensors (the planner then counts 2 bytes a value)
+    fast = os.environ.get(_BF16_ENV) == "1"
     case = _case(kind, quick)
     gen = torch.Generator().manual_seed(1)
     image = torch.randn(1, 1, *case["shape"], generator=gen)
     net = _build(case, padded=method.startswith("monai"))
-    medunet_plan = OverlapTileInferer(memory_budget=case["budget"]).plan(case["shape"], _build(case, False))
+    if fast:
+        net, image = to_channels_last(net), to_channels_last(image)
+    settings = {"amp": fast, "channels_last": fast}
+    medunet_plan = OverlapTileInferer(memory_budget=case["budget"], **settings).plan(case["shape"], _build(case, False))
     stride = 16 if case["dims"] == 2 else 8
 
     def run() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+            return run_fp()
+
+    def run_fp() -> torch.Tensor:
         if method == "medunet_whole":
-            return OverlapTileInferer(roi_size=(-1,) * case["dims"])(image, net)
+            return OverlapTileInferer(roi_size=(-1,) * case["dims"], **settings)(image, net)
         if method == "medunet_tiled":
-            return OverlapTileInferer(memory_budget=case["budget"])(image, net)
+            return OverlapTileInferer(memory_budget=case["budget"], **settings)(image, net)
         if method == "monai_whole":
             padded = [(-s) % stride for s in case["shape"]]
             pad = [v for p in reversed(padded) for v in (0, p)]
@@ -254,17 +266,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small inputs (a smoke run, not the reported numbers)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", nargs="+", default=["2d", "3d"], choices=["2d", "3d"])
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast and channels-last for every method")
     args = parser.parse_args()
+    if args.bf16:
+        os.environ[_BF16_ENV] = "1"  # read by the spawned measuring processes
     results = {
         "machine": f"{platform.machine()}, {mp.cpu_count()} cores",
         "torch": torch.__version__,
         "threads": 2,
         "repeats": args.repeats,
         "quick": args.quick,
+        "precision": "bfloat16 autocast, channels-last" if args.bf16 else "float32",
         "cases": {kind: benchmark(kind, args.quick, args.repeats) for kind in args.cases},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "inference_quick" if args.quick else "inference"
+    name = ("inference_quick" if args.quick else "inference") + ("_bf16" if args.bf16 else "")
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(_markdown(results))
     print(_markdown(results))
