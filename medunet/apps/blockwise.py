@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from medunet.inference import OverlapTileInferer, scores_to_volume
-from medunet.inference.tiling import TilePlan
+from medunet.inference.tiling import TilePlan, default_block_shape
 from medunet.io.volumes import Volume, VolumeError, check_writable_output, create_volume, open_volume
 from medunet.utils.enums import PaddingMode, VolumeOutput, look_up
 from medunet.utils.files import atomic_write_text
@@ -160,12 +160,6 @@ def network_fingerprint(network: torch.nn.Module) -> str:
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _default_block(plan: TilePlan, stride: Sequence[int], image_shape: Sequence[int]) -> tuple[int, ...]:
-    return tuple(
-        min(max(o // p * p, p), math.ceil(s / p) * p) for o, p, s in zip(plan.output_tile, stride, image_shape)
-    )
 
 
 def _check_blocks(block: Sequence[int], chunks: Sequence[int], stride: Sequence[int], dims: int) -> None:
@@ -415,7 +409,7 @@ def run_blockwise(
         )
     shape = view.shape[1:]
     tile_plan = job.inferer().plan(shape, network)
-    block = tuple(job.block_shape) if job.block_shape else _default_block(tile_plan, geometry.stride, shape)
+    block = tuple(job.block_shape) if job.block_shape else default_block_shape(tile_plan, geometry.stride)
     chunks = tuple(job.chunks) if job.chunks else block
     _check_blocks(block, chunks, geometry.stride, dims)
     out_channels = int(getattr(network, "out_channels", 2))

@@ -23,7 +23,7 @@ from torch import nn
 
 from medunet.inference.cost import TileCostModel
 from medunet.inference.precision import amp_default, autocast_dtype, to_channels_last
-from medunet.inference.tiling import TilePlan, plan_axis_starts, plan_tiles
+from medunet.inference.tiling import TilePlan, default_block_shape, plan_axis_starts, plan_tiles
 from medunet.networks.geometry import UNetGeometry
 from medunet.utils.enums import OutputMode, PaddingMode, VolumeOutput, look_up
 from medunet.utils.regions import extract_region, read_region
@@ -402,7 +402,7 @@ class OverlapTileInferer(Inferer):
         bit-identical to ``__call__`` (see :meth:`predict_region`).
 
         Args:
-            block_shape: output block (default: the tile's output size rounded down to the pooling stride).
+            block_shape: output block (default: :func:`~medunet.inference.tiling.default_block_shape`, one tile each).
             convert: maps a block's ``(C_out, *block)`` float32 scores to what is stored, e.g.
                 :func:`scores_to_volume` for labels (default: the scores in the destination's dtype).
 
@@ -413,9 +413,7 @@ class OverlapTileInferer(Inferer):
         shape = tuple(int(s) for s in source.shape[1:])
         device = torch.device(sw_device) if sw_device is not None else self.sw_device or torch.device("cpu")
         plan = self.plan(shape, network, device)
-        block = tuple(block_shape) if block_shape else tuple(
-            max(o // p * p, p) for o, p in zip(plan.output_tile, geometry.stride)
-        )  # fmt: skip
+        block = tuple(block_shape) if block_shape else default_block_shape(plan, geometry.stride)
         dtype = np.dtype(destination.dtype)
         to_array = convert or (lambda scores: scores.numpy().astype(dtype, copy=False))
         for start in itertools.product(*(range(0, s, b) for s, b in zip(shape, block))):

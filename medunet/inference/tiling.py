@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from medunet.inference.cost import TileCostModel
 from medunet.networks.geometry import UNetGeometry
 
-__all__ = ["TilePlan", "plan_axis_starts", "plan_tiles"]
+__all__ = ["TilePlan", "default_block_shape", "plan_axis_starts", "plan_tiles"]
 
 
 def plan_axis_starts(image_size: int, output_tile: int, stride: int) -> list[int]:
@@ -80,6 +80,15 @@ class TilePlan:
     def tile_starts(self) -> list[tuple[int, ...]]:
         """Output start of every tile, in C order."""
         return list(itertools.product(*self.starts))
+
+
+def default_block_shape(plan: TilePlan, stride: Sequence[int]) -> tuple[int, ...]:
+    """The output block computed by one tile of ``plan``: its output size rounded down to the pooling ``stride``
+    (at least one stride), and no larger than the image rounded up to the stride. Blocks of this shape, placed on
+    the grid, each need one tile (streamed and blockwise inference)."""
+    return tuple(
+        min(max(o // p * p, p), math.ceil(s / p) * p) for o, p, s in zip(plan.output_tile, stride, plan.image_shape)
+    )
 
 
 def _whole_image_tile(geometry: UNetGeometry, image_shape: Sequence[int]) -> tuple[int, ...]:
