@@ -6,8 +6,9 @@ Measured in one run on one machine (ratios, not absolute times, carry over):
     segmented by ``run_blockwise`` on a local dask cluster of 2 worker processes; the peak resident memory of
     every process (the client with the scheduler and the nannies, and each worker: ``ru_maxrss``) is compared
     with a stated budget;
-(b) throughput relative to the in-memory ``OverlapTileInferer`` (same network, same tile, same torch threads) on
-    a volume that fits, for 1 worker x 2 threads and 2 workers x 1 thread (the 1-vs-2-worker comparison);
+(b) throughput relative to the in-memory ``OverlapTileInferer`` (same network, same tile, same torch threads,
+    the same labels function after it) on a volume that fits, for 1 worker x 2 threads and 2 workers x 1 thread
+    (the 1-vs-2-worker comparison), timed round-robin, the fastest of ``--repeats`` runs each;
 (c) the labels of every blockwise run on the small volume equal the in-memory labels (checked, not assumed).
 
 The network is a small 3D ValidUNet (2-4 features, two levels) with fixed random weights: the point is the
@@ -74,44 +75,92 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def blockwise(source: Path, output: Path, workers: int, threads: int, repeats: int = 1) -> dict[str, Any]:
-    """``run_blockwise`` on a local cluster, ``repeats`` times into fresh outputs (the last one is kept)."""
+def _cluster(workers: int) -> tuple[Any, Any]:
+    """A local cluster of ``workers`` processes, each having imported the blockwise module (start-up is not
+    inference time)."""
     from distributed import Client, LocalCluster
 
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0")
+    client = Client(cluster)
+    client.run(lambda: __import__("medunet.apps.blockwise"))
+    return cluster, client
+
+
+def blockwise_once(client: Any, source: Path, output: Path, threads: int) -> tuple[float, Any]:
+    """One ``run_blockwise`` into a fresh output: (seconds, report)."""
     from medunet.apps.blockwise import BlockwiseJob, run_blockwise
 
     job = BlockwiseJob(input=str(source), output=str(output), roi_size=TILE, scale=1 / 255, torch_threads=threads)
-    times = []
-    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as c:
-        c.run(lambda: __import__("medunet.apps.blockwise"))  # worker start-up is not inference time
-        for _ in range(repeats):
-            shutil.rmtree(output, ignore_errors=True)
-            start = time.perf_counter()
-            report = run_blockwise(job, network(), scheduler=c, progress=False)
-            times.append(time.perf_counter() - start)
-        workers_rss = sorted(c.run(peak_rss_mib).values())
-    return {"seconds": min(times), "all_seconds": [round(t, 2) for t in times], "blocks": report.blocks,
-            "computed": report.computed, "worker_peak_rss_mib": workers_rss}  # fmt: skip
+    shutil.rmtree(output, ignore_errors=True)
+    start = time.perf_counter()
+    report = run_blockwise(job, network(), scheduler=client, progress=False)
+    return time.perf_counter() - start, report
 
 
-def in_memory(source: Path, threads: int, repeats: int) -> tuple[list[float], np.ndarray]:
-    """The whole volume read, scaled and segmented in memory, ``repeats`` times: (seconds of each, labels)."""
+def blockwise(source: Path, output: Path, workers: int, threads: int) -> dict[str, Any]:
+    """One ``run_blockwise`` on a fresh local cluster, with every worker's peak memory."""
+    cluster, client = _cluster(workers)
+    try:
+        seconds, report = blockwise_once(client, source, output, threads)
+        workers_rss = sorted(client.run(peak_rss_mib).values())
+    finally:
+        client.close()
+        cluster.close()
+    return {"seconds": seconds, "blocks": report.blocks, "computed": report.computed,
+            "worker_peak_rss_mib": workers_rss}  # fmt: skip
+
+
+def in_memory(source: Path, threads: int) -> tuple[float, np.ndarray]:
+    """The whole volume read, scaled and segmented in memory: (seconds, labels). The labels are taken with the
+    same function as the blockwise runs' (``scores_to_volume``), so both do the same work after the network."""
     import zarr
 
     from medunet.apps.blockwise import BlockwiseJob
-    from medunet.inference import OverlapTileInferer
+    from medunet.inference import OverlapTileInferer, scores_to_volume
 
     torch.set_num_threads(threads)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        data = zarr.open_array(str(source))[:]
-        image = torch.from_numpy(BlockwiseJob(input="", output="", scale=1 / 255).intensity(data))[None, None]
-        with torch.inference_mode():
-            scores = OverlapTileInferer(roi_size=TILE, amp=False)(image, network())[0]
-        labels = scores.argmax(0).numpy().astype(np.uint8)
-        times.append(time.perf_counter() - start)
-    return times, labels
+    start = time.perf_counter()
+    data = np.asarray(zarr.open_array(str(source))[:])
+    image = torch.from_numpy(BlockwiseJob(input="", output="", scale=1 / 255).intensity(data))[None, None]
+    with torch.inference_mode():
+        scores = OverlapTileInferer(roi_size=TILE, amp=False)(image, network())[0]
+    labels = scores_to_volume(scores.as_subclass(torch.Tensor), "labels")
+    return time.perf_counter() - start, labels
+
+
+def throughput(small: Path, work: Path, repeats: int) -> dict[str, Any]:
+    """The in-memory inferer and the two blockwise configurations, timed round-robin ``repeats`` times (so that
+    load from elsewhere on the machine falls on all three alike); the fastest run of each counts."""
+    import zarr
+
+    configs = {"1x2": (1, 2), "2x1": (2, 1)}
+    clusters = {key: _cluster(workers) for key, (workers, _) in configs.items()}
+    times: dict[str, list[float]] = {"in_memory": [], **{key: [] for key in configs}}
+    equal = {key: True for key in configs}
+    try:
+        # in its own process, so that the whole volume it holds does not count in this process's peak memory
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for _ in range(repeats):
+                seconds, reference = pool.submit(in_memory, small, 2).result()
+                times["in_memory"].append(seconds)
+                for key, (_, threads) in configs.items():
+                    out = work / f"small-{key}.zarr"
+                    seconds, _ = blockwise_once(clusters[key][1], small, out, threads)
+                    times[key].append(seconds)
+                    equal[key] &= bool(np.array_equal(zarr.open_array(str(out / "0"))[:], reference))
+                    shutil.rmtree(out)
+    finally:
+        for cluster, client in clusters.values():
+            client.close()
+            cluster.close()
+    memory_seconds = min(times["in_memory"])
+    runs = {
+        key: {"seconds": min(times[key]), "all_seconds": [round(t, 2) for t in times[key]],
+              "labels_equal_in_memory": equal[key], "throughput_vs_in_memory": memory_seconds / min(times[key])}
+        for key in configs
+    }  # fmt: skip
+    return {"in_memory_seconds_2_threads": memory_seconds, "in_memory_all_seconds": [round(t, 2) for t in
+            times["in_memory"]], "repeats": repeats, "runs": runs}  # fmt: skip
 
 
 def main() -> None:
@@ -119,13 +168,12 @@ def main() -> None:
     parser.add_argument("--sizes", nargs=2, default=["512x1024x1024", "1024x1024x1024"], help="two volume shapes")
     parser.add_argument("--small", default="256x256x256", help="the volume that fits, for the throughput ratios")
     parser.add_argument("--budget-gib", type=float, default=1.5, help="peak RSS budget per process")
-    parser.add_argument("--repeats", type=int, default=3, help="throughput runs per configuration (the fastest counts)")
+    parser.add_argument("--repeats", type=int, default=5, help="round-robin throughput runs (the fastest counts)")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     parser.add_argument("--workdir", help="where to write the volumes (default: a temporary folder)")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.small = ["128x256x256", "256x256x256"], "128x128x128"
-    import zarr
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="medunet-blockwise-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -139,21 +187,7 @@ def main() -> None:
     small_shape = tuple(int(s) for s in args.small.split("x"))
     small = work / "small.zarr"
     generate(small, small_shape)  # type: ignore[arg-type]
-    # in its own process, so that the whole volume it holds does not count in this process's peak memory
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        memory_times, reference = pool.submit(in_memory, small, 2, args.repeats).result()
-    memory_seconds = min(memory_times)
-    ratios = {}
-    for workers, threads in ((1, 2), (2, 1)):
-        out = work / f"small-{workers}w.zarr"
-        run = blockwise(small, out, workers, threads, args.repeats)
-        equal = bool(np.array_equal(zarr.open_array(str(out / "0"))[:], reference))
-        ratios[f"{workers}x{threads}"] = {**run, "labels_equal_in_memory": equal,
-                                          "throughput_vs_in_memory": memory_seconds / run["seconds"]}  # fmt: skip
-        shutil.rmtree(out)
-    result["throughput"] = {"volume": list(small_shape), "in_memory_seconds_2_threads": memory_seconds,
-                            "in_memory_all_seconds": [round(t, 2) for t in memory_times], "repeats": args.repeats,
-                            "runs": ratios}  # fmt: skip
+    result["throughput"] = {"volume": list(small_shape), **throughput(small, work, args.repeats)}
     # (a) memory at two sizes
     sizes = []
     for text in args.sizes:
@@ -201,7 +235,8 @@ def report(r: dict[str, Any]) -> str:
         "",
         f"In-memory `OverlapTileInferer`, 2 torch threads: {r['throughput']['in_memory_seconds_2_threads']:.1f} s "
         f"(the fastest of {r['throughput']['repeats']}: {r['throughput']['in_memory_all_seconds']} s; each blockwise "
-        "configuration likewise; the volume is read from zarr in both).",
+        "configuration likewise, the three timed round-robin; the volume is read from zarr and the labels taken with "
+        "`scores_to_volume` in all).",
         "",
         "| workers x threads | seconds (fastest) | all runs | throughput / in-memory | labels equal |",
         "|---|---|---|---|---|",
@@ -212,16 +247,25 @@ def report(r: dict[str, Any]) -> str:
             f"{run['labels_equal_in_memory']} |"
         )
     best = max(run["throughput_vs_in_memory"] for run in r["throughput"]["runs"].values())
+    below = {key: run["throughput_vs_in_memory"] for key, run in r["throughput"]["runs"].items()
+             if run["throughput_vs_in_memory"] < 0.9}  # fmt: skip
     lines += [
         "",
         f"Goal: throughput at least 0.9 of the in-memory inferer. Best here: {best:.2f}: "
+        + ("met" if best >= 0.9 else f"**missed by {0.9 - best:.2f}**")
         + (
-            "met."
-            if best >= 0.9
-            else f"**missed by {0.9 - best:.2f}**. The blockwise runs also read each block's "
-            "input context (its margins overlap the neighbours'), compress and write every chunk, and pay dask's task "
-            "overhead per block; on 2 cores these are not hidden behind the network's arithmetic."
+            "; "
+            + ", ".join(f"**{key} is below it by {0.9 - value:.2f}**" for key, value in below.items())
+            + " (the same 2 threads in one process as the in-memory run: every block also reads its input context, "
+            "whose margins overlap the neighbours', compresses and writes its chunks, and is a dask task; on 2 cores "
+            "none of that is hidden behind the network's arithmetic)."
+            if below
+            else "."
         ),
+        "",
+        "Why 2 workers x 1 thread can beat the in-memory inferer: it runs one process with 2 intra-op threads, and "
+        "this small network (2-4 features) splits poorly across threads; two single-threaded workers each run whole "
+        "blocks. The timings carry the shared machine's noise (see the spread of the runs).",
         "",
         "On this 2-core machine, 2 workers of 1 thread and 1 worker of 2 threads share the same cores; the blocks are"
         " independent, so on more cores (or one GPU per worker) throughput grows with the workers until the storage's"

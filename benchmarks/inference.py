@@ -11,8 +11,10 @@ Measured in one run on one machine (ratios, not absolute times, are what carry o
     difference of each to its own whole-image pass;
 (c) the peak resident memory of each run, measured in a fresh subprocess per configuration.
 
-Usage: ``python benchmarks/inference.py [--quick] [--repeats N] [--cases 3d] [--bf16]`` (``--bf16``: every method
-under bfloat16 autocast with channels-last tensors, results in ``inference_bf16.*``).
+Usage: ``python benchmarks/inference.py [--quick] [--repeats N] [--cases 3d] [--channels-last | --bf16]``
+(``--channels-last``: every method in float32 with channels-last tensors and network, results in
+``inference_cl.*``; ``--bf16``: bfloat16 autocast as well, the planner counting 2 bytes a value, results in
+``inference_bf16.*``; both say whether the CPU has native bfloat16).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch
 from torch import nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
-_BF16_ENV = "MEDUNET_BENCHMARK_BF16"
+_MODE_ENV = "MEDUNET_BENCHMARK_MODE"  # fp32 | cl | bf16, read by the measuring processes
 
 
 class SamePaddedUNet(nn.Module):
@@ -93,15 +95,17 @@ def _measure(kind: str, quick: bool, method: str, repeats: int, queue: Any) -> N
 
     from medunet.inference import OverlapTileInferer, to_channels_last
 
-    # --bf16: every method in bfloat16 autocast with channels-last tensors (the planner then counts 2 bytes a value)
-    fast = os.environ.get(_BF16_ENV) == "1"
+    # --channels-last: channels-last tensors and network; --bf16: also bfloat16 autocast (the planner then counts
+    # 2 bytes a value)
+    mode = os.environ.get(_MODE_ENV, "fp32")
+    fast, channels_last = mode == "bf16", mode in ("cl", "bf16")
     case = _case(kind, quick)
     gen = torch.Generator().manual_seed(1)
     image = torch.randn(1, 1, *case["shape"], generator=gen)
     net = _build(case, padded=method.startswith("monai"))
-    if fast:
+    if channels_last:
         net, image = to_channels_last(net), to_channels_last(image)
-    settings = {"amp": fast, "channels_last": fast}
+    settings = {"amp": fast, "channels_last": channels_last}
     medunet_plan = OverlapTileInferer(memory_budget=case["budget"], **settings).plan(case["shape"], _build(case, False))
     stride = 16 if case["dims"] == 2 else 8
 
@@ -173,7 +177,9 @@ def benchmark(kind: str, quick: bool, repeats: int) -> dict[str, Any]:
     net = _build(case, padded=False)
     geo = net.geometry
     cost = TileCostModel.for_network(net)
-    plan = OverlapTileInferer(memory_budget=case["budget"]).plan(case["shape"], net)
+    plan = OverlapTileInferer(memory_budget=case["budget"], amp=os.environ.get(_MODE_ENV) == "bf16").plan(
+        case["shape"], net
+    )
     whole_tile = geo.input_shape_for(case["shape"])
     flops_tile = cost.flops(plan.input_tile)
     flops_whole = cost.flops(whole_tile)
@@ -223,7 +229,8 @@ def _markdown(results: dict[str, Any]) -> str:
         "# Overlap-tile inference benchmark",
         "",
         f"Machine: {results['machine']}; torch {results['torch']}, {results['threads']} threads; "
-        f"repeats {results['repeats']} (min time reported).",
+        f"repeats {results['repeats']} (min time reported). Precision: {results.get('precision', 'float32')}; "
+        f"native bfloat16 on this CPU: {results.get('native_bf16', 'not recorded')}.",
         "",
         "| case | budget (MiB) | tiles (input tile) | redundancy (FLOPs) | tiled/whole time | overhead | max diff tiled vs whole |",
         "|---|---|---|---|---|---|---|",
@@ -266,21 +273,28 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small inputs (a smoke run, not the reported numbers)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", nargs="+", default=["2d", "3d"], choices=["2d", "3d"])
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast and channels-last for every method")
+    mode_group = parser.add_mutually_exclusive_group()
+    mode_group.add_argument("--channels-last", action="store_true", help="float32 with channels-last for every method")
+    mode_group.add_argument("--bf16", action="store_true", help="bfloat16 autocast and channels-last for every method")
     args = parser.parse_args()
-    if args.bf16:
-        os.environ[_BF16_ENV] = "1"  # read by the spawned measuring processes
+    mode = "bf16" if args.bf16 else "cl" if args.channels_last else "fp32"
+    os.environ[_MODE_ENV] = mode  # read by the spawned measuring processes
+    from medunet.inference import cpu_has_native_bf16
+
     results = {
         "machine": f"{platform.machine()}, {mp.cpu_count()} cores",
         "torch": torch.__version__,
         "threads": 2,
         "repeats": args.repeats,
         "quick": args.quick,
-        "precision": "bfloat16 autocast, channels-last" if args.bf16 else "float32",
+        "precision": {"fp32": "float32", "cl": "float32, channels-last", "bf16": "bfloat16 autocast, channels-last"}[
+            mode
+        ],
+        "native_bf16": cpu_has_native_bf16(),
         "cases": {kind: benchmark(kind, args.quick, args.repeats) for kind in args.cases},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = ("inference_quick" if args.quick else "inference") + ("_bf16" if args.bf16 else "")
+    name = ("inference_quick" if args.quick else "inference") + {"fp32": "", "cl": "_cl", "bf16": "_bf16"}[mode]
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(_markdown(results))
     print(_markdown(results))

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from medunet.utils.enums import LabelRule, RetrieveMethod, VolumeOutput, option_values
 
@@ -82,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     blockwise.add_argument("--overwrite", action="store_true", help="replace an existing output of another job")
     blockwise.add_argument("--override", action="append", default=[], metavar="KEY=JSON", help="bundle config override")
     blockwise.add_argument("--report", help="write the run's report (blocks computed / skipped) as JSON here")
+    blockwise.add_argument(
+        "--tiff", help="also export the output (labels or probabilities) to this OME-TIFF (BigTIFF, tiled) at the end"
+    )
     pacs = sub.add_parser("pacs", help="research-PACS workflows (settings from --config or MEDUNET_PACS_* variables)")
     pacs_sub = pacs.add_subparsers(dest="pacs_command", required=True)
     for name, text in (
@@ -205,9 +209,12 @@ def _pacs(args: argparse.Namespace) -> int:
 def _blockwise(args: argparse.Namespace) -> int:
     from medunet.apps.blockwise import BlockwiseJob, run_blockwise
     from medunet.apps.segmenter import inference_bundle
+    from medunet.io.volumes import check_writable_output, export_tiff
     from medunet.networks import load_weights
 
     try:
+        if args.tiff:  # refused before the run, not after it
+            check_writable_output(Path(args.tiff), args.overwrite, protect=[args.input, args.output])
         parser = inference_bundle(args.bundle, args.checkpoint, _overrides(args.override))
         network = load_weights(parser.get_parsed_content("network_def"), args.checkpoint)
         job = BlockwiseJob(
@@ -222,6 +229,8 @@ def _blockwise(args: argparse.Namespace) -> int:
             job, network, scheduler=args.scheduler, n_workers=args.workers, overwrite=args.overwrite,
             retries=args.retries, memory_limit=args.memory_limit,
         )  # fmt: skip
+        if args.tiff:
+            export_tiff(args.output, args.tiff, array="0", overwrite=args.overwrite)
     except (ValueError, FileNotFoundError, TypeError) as err:
         raise SystemExit(f"medunet blockwise: {err}") from None
     if args.report:
@@ -230,7 +239,9 @@ def _blockwise(args: argparse.Namespace) -> int:
         atomic_write_text(args.report, report.to_json())
     print(
         f"medunet blockwise: {args.output}: {report.computed} of {report.blocks} blocks computed, {report.skipped} "
-        "done by an earlier run" + (f"; {report.instances} instances" if report.instances is not None else "")
+        "done by an earlier run"
+        + (f"; {report.instances} instances" if report.instances is not None else "")
+        + (f"; exported to {args.tiff}" if args.tiff else "")
     )
     return 0
 

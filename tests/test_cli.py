@@ -77,6 +77,7 @@ def test_listen_uses_the_listeners_quiet_time_unless_given(monkeypatch: pytest.M
 def test_blockwise_command_and_bundle_config_segment_a_zarr_volume(tmp_path: Path, capsys) -> None:
     """`medunet blockwise` and the bundles' blockwise.json: the same OME-Zarr labels as the in-memory inferer."""
     import numpy as np
+    import tifffile
     import torch
     import zarr
     from monai.bundle import run
@@ -98,17 +99,18 @@ def test_blockwise_command_and_bundle_config_segment_a_zarr_volume(tmp_path: Pat
         torch.set_num_threads(threads)
     args = ["blockwise", "--bundle", str(REPO / "bundles" / "unet3d"), "--checkpoint", str(tmp_path / "model.pt"),
             "--input", str(tmp_path / "in.zarr"), "--output", str(tmp_path / "cli.zarr"), "--tile", "124", "124", "124",
-            "--block-shape", "16", "16", "16", "--scale", "0.5", "--threads", "1", "--override", "features=[4,8,16,32]",
+            "--block-shape", "24", "24", "24", "--scale", "0.5", "--threads", "1", "--override", "features=[4,8,16,32]",
             "--report", str(tmp_path / "report.json")]  # fmt: skip
-    assert main(args) == 0
-    assert "18 of 18 blocks computed" in capsys.readouterr().out
+    assert main([*args, "--tiff", str(tmp_path / "cli.ome.tif")]) == 0
+    assert "4 of 4 blocks computed" in capsys.readouterr().out
     assert np.array_equal(zarr.open_array(str(tmp_path / "cli.zarr" / "0"))[:], expected)
-    assert json.loads((tmp_path / "report.json").read_text())["computed"] == 18
+    assert np.array_equal(tifffile.imread(tmp_path / "cli.ome.tif"), expected)  # the OME-TIFF export
+    assert json.loads((tmp_path / "report.json").read_text())["computed"] == 4
     with pytest.raises(SystemExit, match=r"cli\.zarr already exists and is another job's output"):
         main([*args[:-2], "--scale", "0.25"])
     configs = REPO / "bundles" / "unet3d" / "configs"
     run(config_file=[str(configs / "inference.json"), str(configs / "blockwise.json")],
         ckpt_path=str(tmp_path / "model.pt"), features=[4, 8, 16, 32], input_volume=str(tmp_path / "in.zarr"),
-        output_volume=str(tmp_path / "bundle.zarr"), roi_size=[124, 124, 124], block_shape=[16, 32, 16],
+        output_volume=str(tmp_path / "bundle.zarr"), roi_size=[124, 124, 124], block_shape=[24, 16, 32],
         intensity_scale=0.5, torch_threads=1)  # fmt: skip
     assert np.array_equal(zarr.open_array(str(tmp_path / "bundle.zarr" / "0"))[:], expected)

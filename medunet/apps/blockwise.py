@@ -22,6 +22,7 @@ scheduler (dask-jobqueue on SLURM, Kubernetes); the workers need medunet, the in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -29,7 +30,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,11 @@ def _zarr(path: str | Path) -> Any:
     return zarr.open_array(str(path), mode="r+")
 
 
+def _slices(start: Sequence[int], size: Sequence[int]) -> tuple[slice, ...]:
+    """The index of the block ``[start, start + size)``."""
+    return tuple(slice(s, s + n) for s, n in zip(start, size))
+
+
 def _set_threads(job: BlockwiseJob) -> None:
     if job.torch_threads is not None and torch.get_num_threads() != job.torch_threads:
         torch.set_num_threads(job.torch_threads)
@@ -228,7 +234,7 @@ def _predict_block(plan: _Plan, network: torch.nn.Module, start: tuple[int, ...]
         sw_device=device,
     )  # fmt: skip
     data = scores_to_volume(region, job.output_mode, job.probability_dtype)
-    spatial = tuple(slice(s, s + n) for s, n in zip(start, size))
+    spatial = _slices(start, size)
     index = spatial if job.output_mode == VolumeOutput.LABELS else (slice(None), *spatial)
     _zarr(Path(job.output) / "0")[index] = data
     atomic_write_text(marker, json.dumps({"start": list(start), "size": list(size), "pid": os.getpid()}))
@@ -240,7 +246,7 @@ def _label_block(plan: _Grid, start: tuple[int, ...], size: tuple[int, ...], bas
     marker = _marker(plan.output, "label", start)
     if marker.exists():
         return "skipped", int(json.loads(marker.read_text())["count"])
-    spatial = tuple(slice(s, s + n) for s, n in zip(start, size))
+    spatial = _slices(start, size)
     classes = np.asarray(_zarr(Path(plan.output) / "0")[spatial])
     components = label_components(classes > 0)
     count = int(components.max(initial=0))
@@ -258,7 +264,7 @@ def _face_pairs(plan: _Grid, start: tuple[int, ...], size: tuple[int, ...]) -> n
         end = start[axis] + size[axis]
         if end >= plan.image_shape[axis]:
             continue
-        index = [slice(s, s + n) for s, n in zip(start, size)]
+        index = list(_slices(start, size))
         index[axis] = slice(end - 1, end + 1)
         faces = np.asarray(provisional[tuple(index)])
         a, b = np.take(faces, 0, axis=axis).ravel(), np.take(faces, 1, axis=axis).ravel()
@@ -273,7 +279,7 @@ def _relabel_block(plan: _Grid, start: tuple[int, ...], size: tuple[int, ...], b
     marker = _marker(plan.output, "relabel", start)
     if marker.exists():
         return "skipped"
-    spatial = tuple(slice(s, s + n) for s, n in zip(start, size))
+    spatial = _slices(start, size)
     provisional = np.asarray(_zarr(Path(plan.output) / _STATE / "provisional")[spatial])
     lookup = np.concatenate([[0], final]).astype(np.uint32)
     local = np.where(provisional > 0, provisional - np.uint64(base), np.uint64(0)).astype(np.int64)
@@ -282,22 +288,30 @@ def _relabel_block(plan: _Grid, start: tuple[int, ...], size: tuple[int, ...], b
     return "computed"
 
 
-def _client(scheduler: Any, n_workers: int, memory_limit: str | None) -> tuple[Any, Any]:
-    """A dask client: the given one, one connected to a scheduler address, or a LocalCluster of processes."""
+@contextlib.contextmanager
+def _client(scheduler: Any, n_workers: int, memory_limit: str | None) -> Iterator[Any]:
+    """A dask client: the given one (left open), one connected to a scheduler address, or a LocalCluster of
+    processes (both closed on exit)."""
     from distributed import Client, LocalCluster
 
     if scheduler is not None and not isinstance(scheduler, str):
-        return scheduler, None
+        yield scheduler
+        return
     if isinstance(scheduler, str):
-        return Client(scheduler), None
-    cluster = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        memory_limit=memory_limit or "auto",
-        dashboard_address=":0",  # a free port: the dashboard (where bokeh is installed) never collides
-    )
-    return Client(cluster), cluster
+        with Client(scheduler) as client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=memory_limit or "auto",
+            dashboard_address=":0",  # a free port: the dashboard (where bokeh is installed) never collides
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
 
 
 def _run_phase(
@@ -420,8 +434,7 @@ def run_blockwise(
     _prepare_output(job, volume, plan, record, chunks, overwrite)
     blocks = block_grid(shape, block)
     report = BlockwiseReport(output=job.output, blocks=len(blocks))
-    client, cluster = _client(scheduler, n_workers, memory_limit)
-    try:
+    with _client(scheduler, n_workers, memory_limit) as client:
         if client.dashboard_link and progress:
             logger.info("dask dashboard: %s", client.dashboard_link)
         [remote] = client.scatter([network], broadcast=True)
@@ -430,10 +443,6 @@ def run_blockwise(
         )
         if job.instances:
             report.instances = _instances(client, Path(job.output), block, retries, progress, report)
-    finally:
-        if cluster is not None:
-            client.close()
-            cluster.close()
     report.computed = report.phases["predict"]["computed"]
     report.skipped = report.phases["predict"]["skipped"]
     return report
@@ -519,13 +528,8 @@ def label_instances(
     The result equals :func:`medunet.utils.labels.label_components` of the whole foreground up to renumbering.
     Resumable like the prediction (markers per block and pass). Returns the number of instances.
     """
-    client, cluster = _client(scheduler, n_workers, None)
-    try:
+    with _client(scheduler, n_workers, None) as client:
         return _instances(client, Path(output), tuple(block_shape), retries, progress, report)
-    finally:
-        if cluster is not None:
-            client.close()
-            cluster.close()
 
 
 def _instances(

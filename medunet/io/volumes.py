@@ -4,7 +4,7 @@ A :class:`Volume` is an array on disk that is sliced, never loaded whole: zarr v
 ``zarr``, OME-Zarr images (NGFF 0.4 / 0.5 multiscale metadata: axes, voxel size, origin) whose full-resolution
 level is read, and TIFF / BigTIFF files through ``tifffile``'s zarr view of their pages and tiles. Outputs are
 OME-Zarr 0.5 images on zarr v3 (metadata written by ``ome-zarr``) carrying the input's axes, voxel size and
-origin.
+origin; :func:`export_tiff` streams one into an OME-TIFF (BigTIFF, tiled) for tools that read TIFF only.
 
 Every problem is a :class:`VolumeError` naming the path and what to do; nothing at the input path is ever
 written, and an existing output is replaced only when asked.
@@ -12,6 +12,7 @@ written, and an existing output is replaced only when asked.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ __all__ = [
     "VolumeReader",
     "check_writable_output",
     "create_volume",
+    "export_tiff",
     "is_volume_path",
     "open_volume",
 ]
@@ -287,6 +289,9 @@ def _open_tiff(path: Path) -> Volume:
         handle.close()
         raise VolumeError(f"{path}: TIFF axes {letters!r}; medunet reads stacks of pages with axes among Z, C, Y, X")
     dims = sum(n in _SPATIAL for n in names)
+    if handle.is_ome:
+        ome = _ome_geometry(handle, tuple(n for n in names if n in _SPATIAL))
+        return Volume(path, stored, names, *ome, "tiff", handle)
     voxel = [1.0] * dims
     imagej = handle.imagej_metadata or {}
     if "spacing" in imagej and dims == 3:
@@ -298,6 +303,89 @@ def _open_tiff(path: Path) -> Volume:
             voxel[axis] = value.value[1] / value.value[0]
     unit = imagej.get("unit") if isinstance(imagej.get("unit"), str) else None
     return Volume(path, stored, names, tuple(voxel), (0.0,) * dims, unit, "tiff", handle)
+
+
+# OME-XML length units (the symbols OME-TIFF uses) and NGFF's unit names, for the units medunet writes and reads.
+_OME_UNITS = {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter",
+              "Å": "angstrom", "pm": "picometer"}  # fmt: skip
+
+
+def _ome_geometry(handle: Any, axes: Sequence[str]) -> tuple[tuple[float, ...], tuple[float, ...], str | None]:
+    """Voxel size, origin (0: OME-TIFF stores none per image) and unit of an OME-TIFF's first image, per axis."""
+    import tifffile
+
+    pixels = tifffile.xml2dict(handle.ome_metadata).get("OME", {}).get("Image", {})
+    pixels = (pixels[0] if isinstance(pixels, list) else pixels).get("Pixels", {})
+    voxel = tuple(float(pixels.get(f"PhysicalSize{a.upper()}", 1.0)) for a in axes)
+    units = {pixels.get(f"PhysicalSize{a.upper()}Unit", "µm") for a in axes if f"PhysicalSize{a.upper()}" in pixels}
+    unit = _OME_UNITS.get(units.pop()) if len(units) == 1 else None
+    return voxel, (0.0,) * len(axes), unit
+
+
+def export_tiff(
+    source: str | Path,
+    path: str | Path,
+    array: str | None = None,
+    overwrite: bool = False,
+    tile: tuple[int, int] = (256, 256),
+    compression: str | None = "zlib",
+) -> Path:
+    """Streams a zarr / OME-Zarr volume (e.g. a blockwise output) into an OME-TIFF: BigTIFF, one page per plane,
+    each page in ``tile`` tiles, the voxel size and unit in the OME-XML.
+
+    Memory: one slab of planes as deep as the source's chunks along the axis before ``y`` (a whole plane for 2D),
+    never the volume. The origin is not kept (an OME-TIFF image has none); float16 is written as float32 (OME
+    has no float16). Written to a temporary file beside ``path`` and renamed when complete, so an interrupted
+    export leaves nothing under ``path``. ``tifffile`` writes the TIFF; it cannot write tiles from several
+    processes, which is why blockwise runs write zarr and export afterwards.
+
+    Raises:
+        VolumeError: an unreadable source, or a ``path`` that exists (without ``overwrite``), lies in the source
+            or cannot be written (each naming the path).
+    """
+    import tifffile
+
+    volume = open_volume(source, array)
+    out = Path(path)
+    check_writable_output(out, overwrite, protect=[source])
+    data = volume.array
+    axes = "".join(a.upper() for a in volume.axes)
+    if axes[-2:] != "YX":
+        raise VolumeError(f"{source}: axes {volume.axes}; a TIFF page needs the last two axes to be y and x")
+    shape = tuple(int(n) for n in data.shape)
+    lead = shape[:-2]
+    depth = int(data.chunks[-3]) if len(shape) > 2 else 1
+    dtype = np.dtype(np.float32) if data.dtype == np.float16 else np.dtype(data.dtype)  # OME has no float16
+
+    def tiles() -> Any:
+        # Planes in C order; the axis before y is read in slabs of its chunk depth (each chunk decoded once).
+        outer = itertools.product(*(range(n) for n in lead[:-1])) if lead else [()]
+        for index in outer:
+            for z0 in range(0, lead[-1], depth) if lead else [0]:
+                slab = np.asarray(data[(*index, slice(z0, z0 + depth))] if lead else data[:])
+                for plane in slab if lead else [slab]:
+                    for y in range(0, shape[-2], tile[0]):
+                        for x in range(0, shape[-1], tile[1]):
+                            yield plane[y : y + tile[0], x : x + tile[1]].astype(dtype, copy=False)
+
+    metadata: dict[str, Any] = {"axes": axes}
+    symbol = {name: sym for sym, name in _OME_UNITS.items()}.get(volume.unit or "")
+    # OME's default unit is the micrometer: a volume without unit or voxel size gets no physical size at all
+    stated = volume.unit is not None or any(v != 1.0 for v in volume.voxel_size)
+    for axis, size in zip(volume.spatial_axes, volume.voxel_size) if stated else ():
+        metadata[f"PhysicalSize{axis.upper()}"] = float(size)
+        if symbol:
+            metadata[f"PhysicalSize{axis.upper()}Unit"] = symbol
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        with tifffile.TiffWriter(partial, bigtiff=True, ome=True) as tif:
+            tif.write(tiles(), shape=shape, dtype=dtype, tile=tile, compression=compression, metadata=metadata)
+        if out.exists():  # overwrite=True (checked above)
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out
 
 
 def create_volume(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import signal
@@ -61,38 +60,26 @@ def volume(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, 
 
 
 @pytest.fixture(scope="module")
-def client():
-    """One local cluster of two worker processes for the tests that need no other (workers import torch once)."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:  # fmt: skip
+def cluster():
+    """One local cluster for the module (workers import torch once): two worker processes, until the worker-count
+    test (the module's last) scales it."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with distributed.Client(cluster) as client:
         yield client
 
 
-@pytest.mark.parametrize("workers", [1, 2, 3])
-def test_blockwise_is_bit_identical_to_the_in_memory_inferer(volume, client, tmp_path: Path, workers: int) -> None:
-    source, data, whole = volume
-    with contextlib.ExitStack() as stack:
-        if workers != 2:
-            cluster = stack.enter_context(
-                distributed.LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
-            )
-            client = stack.enter_context(distributed.Client(cluster))
-        assert len(client.scheduler_info()["workers"]) == workers
-        for block in [(8, 16, 16), (16, 8, 24)]:  # two block shapes, the same network tile
-            out = tmp_path / f"out-{block[0]}.ome.zarr"
-            report = run_blockwise(job(str(source), str(out), block_shape=block), network(), scheduler=client)
-            assert report.computed == report.blocks > workers
-            logits = zarr.open_array(str(out / "0"))[:]
-            assert np.array_equal(logits, whole.numpy()), f"{workers} workers, block {block}"
-    # the same network on the whole volume in one pass (no tiles): equal up to float32 rounding
-    image = torch.from_numpy(job("", "").intensity(data))[None, None]
-    with torch.inference_mode():
-        one_pass = OverlapTileInferer()(image, network())[0]  # no roi: the whole volume is one tile
-    bound = 1e-5 * float(one_pass.abs().max())
-    assert float((one_pass - whole).abs().max()) <= bound
-    top2 = torch.topk(one_pass, 2, dim=0).values
-    ambiguous = (top2[0] - top2[1]) <= 2 * bound
-    assert torch.equal(one_pass.argmax(0)[~ambiguous], whole.argmax(0)[~ambiguous])
+def _scale(cluster, client, workers: int, timeout: float = 120) -> None:
+    """Scales the cluster and waits until the scheduler has exactly ``workers`` workers."""
+    cluster.scale(workers)
+    deadline = time.monotonic() + timeout
+    while (count := client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.workers))) != workers:
+        assert time.monotonic() < deadline, f"the cluster has {count} workers, not {workers}, after {timeout} s"
+        time.sleep(0.2)
 
 
 def test_labels_probabilities_and_the_output_metadata(volume, client, tmp_path: Path) -> None:
@@ -290,3 +277,32 @@ def test_unwritable_outputs_and_the_input_itself(volume, tmp_path: Path) -> None
     with pytest.raises(VolumeError, match="into the input"):
         run_blockwise(job(str(source), str(source / "out.zarr")), network(), progress=False, overwrite=True)
     assert _tree_digest(source) == before
+
+
+def test_the_tiled_result_equals_one_whole_volume_pass_up_to_rounding(volume) -> None:
+    """The in-memory tiled result (which the blockwise runs equal bit for bit) against the same network on the
+    whole volume in one pass (no tiles): equal up to float32 rounding, the same classes where they are clear."""
+    _source, data, whole = volume
+    image = torch.from_numpy(job("", "").intensity(data))[None, None]
+    with torch.inference_mode():
+        one_pass = OverlapTileInferer()(image, network())[0]  # no roi: the whole volume is one tile
+    bound = 1e-5 * float(one_pass.abs().max())
+    assert float((one_pass - whole).abs().max()) <= bound
+    top2 = torch.topk(one_pass, 2, dim=0).values
+    ambiguous = (top2[0] - top2[1]) <= 2 * bound
+    assert torch.equal(one_pass.argmax(0)[~ambiguous], whole.argmax(0)[~ambiguous])
+
+
+# The module's last test: it scales the shared cluster (3, then 2, then 1 worker: one worker started, not six).
+@pytest.mark.parametrize("workers", [3, 2, 1])
+def test_blockwise_is_bit_identical_to_the_in_memory_inferer(
+    volume, cluster, client, tmp_path: Path, workers: int
+) -> None:
+    source, _, whole = volume
+    _scale(cluster, client, workers)
+    for block in [(8, 16, 16), (16, 8, 24)]:  # two block shapes, the same network tile
+        out = tmp_path / f"out-{block[0]}.ome.zarr"
+        report = run_blockwise(job(str(source), str(out), block_shape=block), network(), scheduler=client)
+        assert report.computed == report.blocks > workers
+        logits = zarr.open_array(str(out / "0"))[:]
+        assert np.array_equal(logits, whole.numpy()), f"{workers} workers, block {block}"

@@ -11,7 +11,7 @@ import torch
 from monai.data import MetaTensor
 from torch import nn
 
-from medunet.inference import OverlapTileInferer, scores_to_volume
+from medunet.inference import OverlapTileInferer, channel_argmax, scores_to_volume
 from medunet.networks import UNetGeometry, ValidUNet
 
 
@@ -251,7 +251,7 @@ def test_regions_are_bit_identical_to_the_whole_image(net3d: ValidUNet, output: 
     inferer = OverlapTileInferer(roi_size=(56, 64, 64), output=output, flip_axes=flips)
     whole = inferer(torch.from_numpy(_scale(source))[None], net3d)[0]
     plan = inferer.plan(source.shape[1:], net3d)
-    for block in [(8, 16, 12), (20, 24, 32)]:  # two block shapes, neither on the tile grid of the whole image
+    for block in [(12, 20, 16), (20, 24, 32)]:  # two block shapes, neither on the tile grid of the whole image
         out = torch.full_like(whole, float("nan"))
         for start in itertools.product(*(range(0, s, b) for s, b in zip(source.shape[1:], block))):
             size = [min(b, s - i) for i, b, s in zip(start, block, source.shape[1:])]
@@ -278,6 +278,21 @@ def test_region_outside_the_image_is_refused(net3d: ValidUNet) -> None:
     source = _volume((10, 10, 10))
     with pytest.raises(ValueError, match="not inside the image"):
         OverlapTileInferer(roi_size=(48, 48, 48)).predict_region(source, (0, 0, 5), (4, 4, 6), net3d)
+
+
+@pytest.mark.parametrize("classes", [1, 2, 5, 300])
+def test_channel_argmax_equals_torch_argmax(classes: int) -> None:
+    gen = torch.Generator().manual_seed(classes)
+    scores = torch.randint(-3, 4, (classes, 6, 7, 8), generator=gen).float()  # integers: many ties
+    scores[:, 0, 0, 0] = float("nan")  # NaN everywhere
+    scores[-1, 1, 1, 1] = float("nan")  # NaN in the last channel only
+    scores[0, 2, 2, 2] = float("nan")  # NaN in the first channel only
+    scores[classes // 2, 3, 3, :] = float("inf")
+    labels = channel_argmax(scores)
+    assert labels.dtype == (torch.uint8 if classes <= 256 else torch.uint16)
+    np.testing.assert_array_equal(labels.numpy(), scores.argmax(dim=0).numpy())
+    if classes == 300:
+        assert labels.numpy().max() > 255
 
 
 def test_scores_to_volume_modes() -> None:

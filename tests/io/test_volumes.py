@@ -11,7 +11,7 @@ import zarr
 
 from medunet.engines.data import inference_datalist
 from medunet.io import load_image
-from medunet.io.volumes import VolumeError, create_volume, open_volume
+from medunet.io.volumes import VolumeError, create_volume, export_tiff, open_volume
 
 
 def _ome(path: Path, data: np.ndarray, axes: tuple[str, ...] = ("z", "y", "x")) -> None:
@@ -80,3 +80,41 @@ def test_clear_errors_name_the_path(tmp_path: Path) -> None:
     (tmp_path / "out.zarr").mkdir()
     with pytest.raises(VolumeError, match=r"out\.zarr already exists"):
         create_volume(tmp_path / "out.zarr", (2, 2), np.uint8, (2, 2), ("y", "x"), (1, 1), (0, 0))
+
+
+def test_export_tiff_streams_ome_zarr_into_a_tiled_ome_bigtiff(tmp_path: Path) -> None:
+    labels = np.random.default_rng(0).integers(0, 5, (20, 300, 520)).astype(np.uint8)
+    create_volume(tmp_path / "seg.ome.zarr", labels.shape, np.uint8, (8, 128, 128), ("z", "y", "x"), (2.0, 0.5, 0.25),
+                  (10.0, 1.0, -3.0), "micrometer")[:] = labels  # fmt: skip
+    out = export_tiff(tmp_path / "seg.ome.zarr", tmp_path / "seg.ome.tif")
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_ome
+        assert tif.is_bigtiff
+        assert (tif.pages.first.tilelength, tif.pages.first.tilewidth) == (256, 256)  # partial tiles at the edges
+        assert len(tif.pages) == 20
+        np.testing.assert_array_equal(tif.asarray(), labels)
+    volume = open_volume(out)  # the voxel size and unit come back from the OME-XML
+    assert (volume.axes, volume.voxel_size, volume.unit) == (("z", "y", "x"), (2.0, 0.5, 0.25), "micrometer")
+    # probabilities with a channel axis, float16 (which OME lacks) as float32; a plain 2D zarr without geometry
+    probs = np.random.default_rng(1).random((2, 6, 70, 90)).astype(np.float16)
+    create_volume(tmp_path / "p.ome.zarr", probs.shape, np.float16, (1, 4, 64, 64), ("c", "z", "y", "x"), (1.0,) * 3,
+                  (0.0,) * 3, None)[:] = probs  # fmt: skip
+    volume = open_volume(export_tiff(tmp_path / "p.ome.zarr", tmp_path / "p.tif"))
+    assert (volume.axes, volume.array.dtype, volume.unit) == (("c", "z", "y", "x"), np.float32, None)
+    np.testing.assert_array_equal(np.asarray(volume.array[:]), probs.astype(np.float32))
+    plane = np.random.default_rng(2).integers(0, 3, (300, 400)).astype(np.uint8)
+    zarr.create_array(str(tmp_path / "plane.zarr"), shape=plane.shape, chunks=(128, 128), dtype="uint8")[:] = plane
+    np.testing.assert_array_equal(tifffile.imread(export_tiff(tmp_path / "plane.zarr", tmp_path / "plane.tif")), plane)
+
+
+def test_export_tiff_never_overwrites_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    zarr.create_array(str(tmp_path / "a.zarr"), shape=(40, 40), chunks=(16, 16), dtype="uint8")[:] = 7
+    (tmp_path / "mine.tif").write_bytes(b"the user's file")
+    with pytest.raises(VolumeError, match=r"mine\.tif already exists"):
+        export_tiff(tmp_path / "a.zarr", tmp_path / "mine.tif")
+    assert (tmp_path / "mine.tif").read_bytes() == b"the user's file"
+    with pytest.raises(VolumeError, match="into the input"):
+        export_tiff(tmp_path / "a.zarr", tmp_path / "a.zarr" / "out.tif")
+    export_tiff(tmp_path / "a.zarr", tmp_path / "mine.tif", overwrite=True)
+    assert tifffile.imread(tmp_path / "mine.tif").max() == 7
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
