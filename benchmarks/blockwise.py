@@ -116,14 +116,15 @@ def in_memory(source: Path, threads: int) -> tuple[float, np.ndarray]:
     import zarr
 
     from medunet.apps.blockwise import BlockwiseJob
-    from medunet.inference import OverlapTileInferer, scores_to_volume
+    from medunet.inference import scores_to_volume, to_channels_last
 
     torch.set_num_threads(threads)
+    job = BlockwiseJob(input="", output="", roi_size=TILE, scale=1 / 255, output_mode="logits")
     start = time.perf_counter()
     data = np.asarray(zarr.open_array(str(source))[:])
-    image = torch.from_numpy(BlockwiseJob(input="", output="", scale=1 / 255).intensity(data))[None, None]
-    with torch.inference_mode():
-        scores = OverlapTileInferer(roi_size=TILE, amp=False)(image, network())[0]
+    image = torch.from_numpy(job.intensity(data))[None, None]
+    with torch.inference_mode():  # the blockwise job's inferer: float32, channels-last (the default)
+        scores = job.inferer()(image, to_channels_last(network()))[0]
     labels = scores_to_volume(scores.as_subclass(torch.Tensor), "labels")
     return time.perf_counter() - start, labels
 
@@ -180,7 +181,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "command": "python benchmarks/blockwise.py " + ("--quick" if args.quick else f"--sizes {' '.join(args.sizes)}"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "network": f"ValidUNet 3D features {FEATURES}, fixed random weights (seed 0), tile {TILE}, float32",
+        "network": f"ValidUNet 3D features {FEATURES}, fixed random weights (seed 0), tile {TILE}, float32, channels-last",
         "budget_gib_per_process": args.budget_gib,
     }
     # (b) + (c): throughput and equality on a volume that fits

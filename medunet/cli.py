@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     blockwise.add_argument("--workers", type=int, default=1, help="worker processes of the local dask cluster")
     blockwise.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")
     blockwise.add_argument("--device", default="auto", help="auto (a worker's GPU if it has one), cuda, cuda:N or cpu")
+    blockwise.add_argument(
+        "--no-channels-last", action="store_true", help="tiles in the default memory format (channels-last is faster)"
+    )
     blockwise.add_argument("--scheduler", help="address of a running dask scheduler instead of a local cluster")
     blockwise.add_argument("--memory-limit", help="per local worker, e.g. 2GiB (a worker above it is restarted)")
     blockwise.add_argument("--retries", type=int, default=2, help="times a failing block is retried")
@@ -223,7 +226,7 @@ def _blockwise(args: argparse.Namespace) -> int:
             block_shape=tuple(args.block_shape) if args.block_shape else None,
             chunks=tuple(args.chunks) if args.chunks else None, flip_axes=tuple(args.flip), scale=args.scale,
             offset=args.offset, clip=tuple(args.clip) if args.clip else None, instances=args.instances,
-            torch_threads=args.threads, device=args.device,
+            torch_threads=args.threads, device=args.device, channels_last=not args.no_channels_last,
         )  # fmt: skip
         report = run_blockwise(
             job, network, scheduler=args.scheduler, n_workers=args.workers, overwrite=args.overwrite,

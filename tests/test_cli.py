@@ -82,7 +82,7 @@ def test_blockwise_command_and_bundle_config_segment_a_zarr_volume(tmp_path: Pat
     import zarr
     from monai.bundle import run
 
-    from medunet.inference import OverlapTileInferer
+    from medunet.inference import OverlapTileInferer, to_channels_last
     from medunet.networks import ValidUNet
 
     torch.manual_seed(0)
@@ -94,7 +94,8 @@ def test_blockwise_command_and_bundle_config_segment_a_zarr_volume(tmp_path: Pat
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        expected = OverlapTileInferer(roi_size=(124, 124, 124))(image, net)[0].argmax(0).numpy()
+        channels_last = OverlapTileInferer(roi_size=(124, 124, 124), channels_last=True)  # blockwise's default
+        expected = channels_last(image, to_channels_last(net))[0].argmax(0).numpy()
     finally:
         torch.set_num_threads(threads)
     args = ["blockwise", "--bundle", str(REPO / "bundles" / "unet3d"), "--checkpoint", str(tmp_path / "model.pt"),

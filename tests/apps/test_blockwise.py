@@ -16,7 +16,7 @@ import torch
 import zarr
 
 from medunet.apps.blockwise import block_grid, label_instances, run_blockwise
-from medunet.inference import OverlapTileInferer
+from medunet.inference import OverlapTileInferer, to_channels_last
 from medunet.io.volumes import VolumeError, create_volume
 from medunet.utils.labels import label_components
 from tests.apps.blockwise_job import BLOCK, TILE, job, network
@@ -31,13 +31,15 @@ def _input(path: Path, shape: tuple[int, ...], seed: int = 0, chunks: tuple[int,
     return data
 
 
-def _reference(data: np.ndarray, **inferer: object) -> torch.Tensor:
-    """The in-memory inferer on the whole volume, with the blockwise job's intensity and one torch thread."""
+def _reference(data: np.ndarray, channels_last: bool = True) -> torch.Tensor:
+    """The in-memory inferer on the whole volume, with the blockwise job's intensity, tile and memory format
+    (channels-last by default, as the job) and one torch thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         image = torch.from_numpy(job("", "").intensity(data))[None, None]
-        return OverlapTileInferer(roi_size=TILE, **inferer)(image, network())[0]  # type: ignore[arg-type]
+        net = to_channels_last(network()) if channels_last else network()
+        return OverlapTileInferer(roi_size=TILE, channels_last=channels_last)(image, net)[0]
     finally:
         torch.set_num_threads(threads)
 
@@ -298,7 +300,7 @@ def test_the_tiled_result_equals_one_whole_volume_pass_up_to_rounding(volume) ->
 def test_blockwise_is_bit_identical_to_the_in_memory_inferer(
     volume, cluster, client, tmp_path: Path, workers: int
 ) -> None:
-    source, _, whole = volume
+    source, data, whole = volume
     _scale(cluster, client, workers)
     for block in [(8, 16, 16), (16, 8, 24)]:  # two block shapes, the same network tile
         out = tmp_path / f"out-{block[0]}.ome.zarr"
@@ -306,3 +308,7 @@ def test_blockwise_is_bit_identical_to_the_in_memory_inferer(
         assert report.computed == report.blocks > workers
         logits = zarr.open_array(str(out / "0"))[:]
         assert np.array_equal(logits, whole.numpy()), f"{workers} workers, block {block}"
+    if workers == 2:  # tiles in the default (contiguous) memory format: equal to the in-memory inferer's too
+        out = tmp_path / "contiguous.ome.zarr"
+        run_blockwise(job(str(source), str(out), channels_last=False), network(), scheduler=client, progress=False)
+        assert np.array_equal(zarr.open_array(str(out / "0"))[:], _reference(data, channels_last=False).numpy())
