@@ -74,7 +74,7 @@ class BlockwiseJob:
         device: where each worker runs the network: ``"auto"`` (the worker's CUDA device when it has one, else
             the CPU), ``"cuda"``, ``"cuda:1"`` or ``"cpu"``.
         channels_last: tiles and network in channels-last memory format (default, as the inference bundles:
-            measured 1.9x faster in 3D on the CPU, ``benchmarks/results/inference_cl.md``). The result is the
+            measured 1.8x faster in 3D on the CPU, ``benchmarks/results/inference_cl.md``). The result is the
             in-memory inferer's with the same setting, bit for bit; between the two formats it differs by float32
             rounding only.
     """
