@@ -106,6 +106,8 @@ def test_blockwise_command_and_bundle_config_segment_a_zarr_volume(tmp_path: Pat
     assert "4 of 4 blocks computed" in capsys.readouterr().out
     assert np.array_equal(zarr.open_array(str(tmp_path / "cli.zarr" / "0"))[:], expected)
     assert np.array_equal(tifffile.imread(tmp_path / "cli.ome.tif"), expected)  # the OME-TIFF export
+    with pytest.raises(SystemExit, match=r"cli\.ome\.tif already exists"):  # refused before the (resumed) run
+        main([*args, "--tiff", str(tmp_path / "cli.ome.tif")])
     assert json.loads((tmp_path / "report.json").read_text())["computed"] == 4
     with pytest.raises(SystemExit, match=r"cli\.zarr already exists and is another job's output"):
         main([*args[:-2], "--scale", "0.25"])
