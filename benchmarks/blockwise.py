@@ -4,7 +4,7 @@ Measured in one run on one machine (ratios, not absolute times, carry over):
 
 (a) memory flat in the volume's size: generated uint8 zarr volumes of two sizes (the larger at least 1 GiB) are
     segmented by ``run_blockwise`` on a local dask cluster of 2 worker processes; the peak resident memory of
-    every process (the client with the scheduler and the nannies, and each worker: ``ru_maxrss``) is compared
+    every process (the client with the scheduler and the nannies, and each worker: VmHWM) is compared
     with a stated budget;
 (b) throughput relative to the in-memory ``OverlapTileInferer`` (same network, same tile, same torch threads,
     the same labels function after it) on a volume that fits, for 1 worker x 2 threads and 2 workers x 1 thread
