@@ -19,6 +19,7 @@ engine's overhead and memory, not the network's accuracy. Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -27,6 +28,7 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -75,15 +77,16 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _cluster(workers: int) -> tuple[Any, Any]:
-    """A local cluster of ``workers`` processes, each having imported the blockwise module (start-up is not
-    inference time)."""
+@contextlib.contextmanager
+def _cluster(workers: int) -> Iterator[Any]:
+    """A client of a local cluster of ``workers`` processes, each having imported the blockwise module (start-up
+    is not inference time); both closed on exit."""
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0")
-    client = Client(cluster)
-    client.run(lambda: __import__("medunet.apps.blockwise"))
-    return cluster, client
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:  # fmt: skip
+        client.run(lambda: __import__("medunet.apps.blockwise"))
+        yield client
 
 
 def blockwise_once(client: Any, source: Path, output: Path, threads: int) -> tuple[float, Any]:
@@ -99,13 +102,9 @@ def blockwise_once(client: Any, source: Path, output: Path, threads: int) -> tup
 
 def blockwise(source: Path, output: Path, workers: int, threads: int) -> dict[str, Any]:
     """One ``run_blockwise`` on a fresh local cluster, with every worker's peak memory."""
-    cluster, client = _cluster(workers)
-    try:
+    with _cluster(workers) as client:
         seconds, report = blockwise_once(client, source, output, threads)
         workers_rss = sorted(client.run(peak_rss_mib).values())
-    finally:
-        client.close()
-        cluster.close()
     return {"seconds": seconds, "blocks": report.blocks, "computed": report.computed,
             "worker_peak_rss_mib": workers_rss}  # fmt: skip
 
@@ -135,25 +134,21 @@ def throughput(small: Path, work: Path, repeats: int) -> dict[str, Any]:
     import zarr
 
     configs = {"1x2": (1, 2), "2x1": (2, 1)}
-    clusters = {key: _cluster(workers) for key, (workers, _) in configs.items()}
     times: dict[str, list[float]] = {"in_memory": [], **{key: [] for key in configs}}
     equal = {key: True for key in configs}
-    try:
+    with contextlib.ExitStack() as stack:
+        clients = {key: stack.enter_context(_cluster(workers)) for key, (workers, _) in configs.items()}
         # in its own process, so that the whole volume it holds does not count in this process's peak memory
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for _ in range(repeats):
-                seconds, reference = pool.submit(in_memory, small, 2).result()
-                times["in_memory"].append(seconds)
-                for key, (_, threads) in configs.items():
-                    out = work / f"small-{key}.zarr"
-                    seconds, _ = blockwise_once(clusters[key][1], small, out, threads)
-                    times[key].append(seconds)
-                    equal[key] &= bool(np.array_equal(zarr.open_array(str(out / "0"))[:], reference))
-                    shutil.rmtree(out)
-    finally:
-        for cluster, client in clusters.values():
-            client.close()
-            cluster.close()
+        pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
+        for _ in range(repeats):
+            seconds, reference = pool.submit(in_memory, small, 2).result()
+            times["in_memory"].append(seconds)
+            for key, (_, threads) in configs.items():
+                out = work / f"small-{key}.zarr"
+                seconds, _ = blockwise_once(clients[key], small, out, threads)
+                times[key].append(seconds)
+                equal[key] &= bool(np.array_equal(zarr.open_array(str(out / "0"))[:], reference))
+                shutil.rmtree(out)
     memory_seconds = min(times["in_memory"])
     runs = {
         key: {"seconds": min(times[key]), "all_seconds": [round(t, 2) for t in times[key]],

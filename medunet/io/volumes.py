@@ -357,16 +357,21 @@ def export_tiff(
     depth = int(data.chunks[-3]) if len(shape) > 2 else 1
     dtype = np.dtype(np.float32) if data.dtype == np.float16 else np.dtype(data.dtype)  # OME has no float16
 
-    def tiles() -> Any:
+    def slabs() -> Any:
         # Planes in C order; the axis before y is read in slabs of its chunk depth (each chunk decoded once).
-        outer = itertools.product(*(range(n) for n in lead[:-1])) if lead else [()]
-        for index in outer:
-            for z0 in range(0, lead[-1], depth) if lead else [0]:
-                slab = np.asarray(data[(*index, slice(z0, z0 + depth))] if lead else data[:])
-                for plane in slab if lead else [slab]:
-                    for y in range(0, shape[-2], tile[0]):
-                        for x in range(0, shape[-1], tile[1]):
-                            yield plane[y : y + tile[0], x : x + tile[1]].astype(dtype, copy=False)
+        if not lead:
+            yield np.asarray(data[:])[None]
+            return
+        for index in itertools.product(*(range(n) for n in lead[:-1])):
+            for z0 in range(0, lead[-1], depth):
+                yield np.asarray(data[(*index, slice(z0, z0 + depth))])
+
+    def tiles() -> Any:
+        for slab in slabs():
+            for plane in slab:
+                for y in range(0, shape[-2], tile[0]):
+                    for x in range(0, shape[-1], tile[1]):
+                        yield plane[y : y + tile[0], x : x + tile[1]].astype(dtype, copy=False)
 
     metadata: dict[str, Any] = {"axes": axes}
     symbol = {name: sym for sym, name in _OME_UNITS.items()}.get(volume.unit or "")
@@ -380,8 +385,8 @@ def export_tiff(
     try:
         with tifffile.TiffWriter(partial, bigtiff=True, ome=True) as tif:
             tif.write(tiles(), shape=shape, dtype=dtype, tile=tile, compression=compression, metadata=metadata)
-        if out.exists():  # overwrite=True (checked above)
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        if out.is_dir():  # overwrite=True (checked above); a file is replaced atomically by the rename
+            shutil.rmtree(out)
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
