@@ -14,6 +14,7 @@ from monai.bundle import ConfigParser
 
 from medunet.engines.cases import transform_error
 from medunet.engines.run import check_checkpoint
+from medunet.engines.settings import check_settings
 from medunet.networks import load_weights
 from medunet.utils.files import atomic_move
 
@@ -25,8 +26,9 @@ logger = logging.getLogger(__name__)
 def inference_bundle(
     bundle_dir: str | Path, checkpoint: str | Path, overrides: dict[str, Any] | None = None
 ) -> ConfigParser:
-    """The parser of ``<bundle>/configs/inference.json`` (with ``metadata.json``) and ``overrides``, after checking
-    that the bundle and the checkpoint exist (errors name them)."""
+    """The parser of ``<bundle>/configs/inference.json`` (with ``metadata.json``) and ``overrides``, its settings
+    checked and converted (:func:`medunet.engines.check_settings`: errors name the bundle, the checkpoint or the
+    setting). The input comes from the caller, so ``input_dir`` is not read."""
     configs = Path(bundle_dir) / "configs"
     if not (configs / "inference.json").is_file():
         raise FileNotFoundError(f"{configs / 'inference.json'} not found; --bundle must be a medunet bundle folder")
@@ -34,7 +36,8 @@ def inference_bundle(
     parser = ConfigParser()
     parser.read_config(str(configs / "inference.json"))
     parser.read_meta(str(configs / "metadata.json"))
-    parser.update({"bundle_root": str(bundle_dir), **(overrides or {})})
+    parser.update({"bundle_root": str(bundle_dir), "ckpt_path": str(checkpoint), **(overrides or {})})
+    check_settings(parser, unused=("input_dir",))
     return parser
 
 

@@ -18,6 +18,7 @@ from medunet.engines.prepare_batch import ValidOutputPrepareBatch
 from medunet.engines.rng_state import EpochSeed, RNGState, epoch_seed
 from medunet.engines.run import check_checkpoint, make_optimizer, resume_handler, run_training
 from medunet.engines.schedules import poly_lr_scheduler, resync_learning_rate
+from medunet.engines.settings import SETTINGS, SettingsError, check_settings, resolve_device
 from medunet.engines.tracking import code_version, default_tracking_uri, experiment_params, write_run_config
 from medunet.engines.wiring import (
     active,
@@ -34,10 +35,12 @@ from medunet.engines.wiring import (
 from medunet.handlers.checkpoint import best_checkpoint, best_checkpoint_path, latest_checkpoint
 
 __all__ = [
+    "SETTINGS",
     "CaseDataset",
     "CaseEvaluator",
     "EpochSeed",
     "RNGState",
+    "SettingsError",
     "ValidOutputPrepareBatch",
     "active",
     "amp_default",
@@ -46,6 +49,7 @@ __all__ = [
     "bundle_root",
     "channels_last_default",
     "check_checkpoint",
+    "check_settings",
     "code_version",
     "cuda_amp",
     "default_device",
@@ -65,6 +69,7 @@ __all__ = [
     "poly_lr_scheduler",
     "process_rank",
     "resolve_datalist",
+    "resolve_device",
     "resume_handler",
     "resync_learning_rate",
     "run_inference_shard",

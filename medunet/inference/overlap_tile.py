@@ -27,6 +27,7 @@ from medunet.inference.tiling import TilePlan, default_block_shape, plan_axis_st
 from medunet.networks.geometry import UNetGeometry
 from medunet.utils.enums import OutputMode, PaddingMode, VolumeOutput, look_up
 from medunet.utils.regions import extract_region, read_region
+from medunet.utils.values import as_bool
 
 __all__ = ["OverlapTileInferer", "channel_argmax", "scores_to_volume"]
 
@@ -118,9 +119,9 @@ class OverlapTileInferer(Inferer):
         self.device = None if device is None else torch.device(device)
         self.progress = progress
         self.output = look_up(output, OutputMode, "output")
-        self.amp = amp
+        self.amp = None if amp is None else as_bool(amp, "amp")
         self.geometry = geometry
-        self.channels_last = bool(channels_last)
+        self.channels_last = as_bool(channels_last, "channels_last")
 
     def _geometry(self, network: Callable[..., torch.Tensor]) -> tuple[UNetGeometry, Any]:
         net = _unwrap(network)
@@ -164,6 +165,11 @@ class OverlapTileInferer(Inferer):
         if inputs.ndim != dims + 2:
             raise ValueError(
                 f"inputs must be (B, C, {', '.join('S' * dims)}) for a {dims}D network, got shape {tuple(inputs.shape)}"
+            )
+        if inputs.shape[0] == 0 or inputs.shape[1] == 0:
+            raise ValueError(
+                f"inputs of shape {tuple(inputs.shape)} hold no image: the inferer takes (B, C, {', '.join('S' * dims)}) "
+                "with at least one image (B >= 1) of at least one channel (C >= 1)"
             )
         if 0 in inputs.shape[2:]:
             raise ValueError(

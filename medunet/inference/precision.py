@@ -19,6 +19,8 @@ import torch
 from monai.inferers import Inferer
 from torch import nn
 
+from medunet.utils.values import as_bool
+
 __all__ = [
     "AutocastInferer",
     "amp_default",
@@ -86,7 +88,8 @@ class AutocastInferer(Inferer):
 
     def __init__(self, inferer: Inferer | None = None, amp: bool = False, channels_last: bool = False) -> None:
         super().__init__()
-        self.inferer, self.amp, self.channels_last = inferer, bool(amp), bool(channels_last)
+        self.inferer = inferer
+        self.amp, self.channels_last = as_bool(amp, "amp"), as_bool(channels_last, "channels_last")
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any) -> Any:
         x = to_channels_last(inputs) if self.channels_last else inputs

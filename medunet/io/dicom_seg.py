@@ -37,6 +37,7 @@ __all__ = [
     "read_dicom_seg",
     "seg_series_number",
     "segments_from_metadata",
+    "single_valued_names",
     "source_headers",
     "write_dicom_seg",
     "write_dicom_seg_for",
@@ -115,7 +116,7 @@ def build_dicom_seg(
         )
         for s in segments
     ]
-    first, names = _single_valued_names(source_images[0])
+    first, names = single_valued_names(source_images[0], "SEG")
     if series_number is None:
         series_number = seg_series_number(source_images[0])
     seg = hd.seg.Segmentation(
@@ -161,21 +162,23 @@ def seg_series_number(source: pydicom.Dataset) -> int:
 _PERSON_NAMES = ("PatientName", "ReferringPhysicianName")  # the person names highdicom copies from the source
 
 
-def _single_valued_names(header: pydicom.Dataset) -> tuple[pydicom.Dataset, dict[str, Any]]:
+def single_valued_names(header: pydicom.Dataset, written: str) -> tuple[pydicom.Dataset, dict[str, Any]]:
     """``header``, or a copy whose multi-valued person names are joined into one value, and the original
-    elements to put back into the SEG.
+    elements to put back into the object written from it (``written``: its name for the log, e.g. ``"SEG"``).
 
     A backslash in a name (``Doe^John\\Smith``) is DICOM's value delimiter, so the name reads as several values;
-    highdicom refuses that (``TypeError: Invalid type for a person name``), which aborted the whole run. The SEG
-    keeps the source's value unchanged, so the PACS files it with the same patient.
+    highdicom refuses that (``TypeError: Invalid type for a person name``) in a SEG and an SR alike, which aborted
+    the whole case. The written object keeps the source's value unchanged, so the PACS files it with the same
+    patient.
     """
     multi = {k: header[k] for k in _PERSON_NAMES if k in header and header[k].VM > 1}
     if not multi:
         return header, {}
     logger.warning(
-        "%s of the source series has %s values (a backslash in the name); copied unchanged into the SEG",
+        "%s of the source series has %s values (a backslash in the name); copied unchanged into the %s",
         " and ".join(multi),
         " / ".join(str(e.VM) for e in multi.values()),
+        written,
     )
     fixed = copy.deepcopy(header)
     for keyword, element in multi.items():
@@ -235,13 +238,14 @@ def write_dicom_seg_for(
     measurements: Sequence[Mapping[str, Any]] | None = None,
     sr_path: str | Path | None = None,
     headers: Sequence[pydicom.Dataset] | None = None,
+    notes: Mapping[int, str] | None = None,
     **kwargs: Any,
 ) -> list[Path]:
     """Writes the SEG of ``labels`` for an image loaded from a DICOM series, from the image's metadata (its
     ``SourceFiles`` and ``SOPInstanceUIDs``, in slice order): only the slices' headers are read, not the folder
     and not the pixel data again. With ``measurements`` (:func:`medunet.metrics.segment_measurements`) and
-    ``sr_path``, also the TID 1500 report of them (:mod:`medunet.io.dicom_sr`). ``headers``: those of
-    :func:`source_headers`, when the caller read them already. Returns the written files."""
+    ``sr_path``, also the TID 1500 report of them (:mod:`medunet.io.dicom_sr`), with ``notes`` per segment number.
+    ``headers``: those of :func:`source_headers`, when the caller read them already. Returns the written files."""
     from medunet.io.dicom_sr import build_measurement_report  # imports this module
 
     if headers is None:
@@ -252,7 +256,7 @@ def write_dicom_seg_for(
         "wrote DICOM SEG %s (%d frames) for series %s", written[0], int(seg.NumberOfFrames), seg.SeriesInstanceUID
     )
     if measurements is not None and sr_path is not None and len(seg.SegmentSequence):
-        sr = build_measurement_report(seg, headers, measurements, segments)
+        sr = build_measurement_report(seg, headers, measurements, segments, notes=notes)
         written.append(atomic_write(sr_path, sr.save_as))
         logger.info("wrote DICOM SR %s (measurements of %d segments)", written[-1], len(measurements))
     return written

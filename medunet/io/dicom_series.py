@@ -135,7 +135,23 @@ def read_dicom_header(path: Path) -> pydicom.Dataset | None:
         raise DicomSeriesError(f"{path}: corrupt DICOM file, the header cannot be parsed ({err})") from err
     if not part10 and "SOPInstanceUID" not in header:
         return None
+    if part10:
+        _check_complete(path, header)
     return header
+
+
+def _check_complete(path: Path, header: pydicom.Dataset) -> None:
+    """Refuses a Part-10 file whose header stops early. pydicom reads a file cut inside its header without
+    complaint and returns the elements before the cut: an image slice without Rows and Columns would pass for a
+    non-image object and be left out, and its series would then be refused for a gap, naming the wrong problem."""
+    sop_class = str(header.get("SOPClassUID", "") or header.file_meta.get("MediaStorageSOPClassUID", ""))
+    missing = [k for k in ("Rows", "Columns") if k not in header]
+    if len(header) == 0 or (missing and "Image Storage" in pydicom.uid.UID(sop_class).name):
+        what = "no data elements" if len(header) == 0 else f"no {' and '.join(missing)}"
+        raise DicomSeriesError(
+            f"{path}: the DICOM header ends early ({what}; the file has {path.stat().st_size} bytes): the file is "
+            "truncated or incomplete. Copy it again from its source, or remove it from the folder"
+        )
 
 
 GENERATED_UID_PREFIX = "2.25."
@@ -335,6 +351,11 @@ def _interpreting(path: Path) -> Iterator[None]:
 
 
 def _pixels(dataset: pydicom.Dataset, path: Path) -> np.ndarray:
+    if "PixelData" not in dataset:
+        raise DicomSeriesError(
+            f"{path}: the file ends before its pixel data ({path.stat().st_size} bytes): it is truncated or "
+            "incomplete. Copy it again from its source, or remove it from the folder"
+        )
     try:
         pixels = dataset.pixel_array
     except Exception as err:  # pydicom raises many types for truncated or undecodable pixel data

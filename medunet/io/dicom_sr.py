@@ -17,7 +17,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 import medunet
-from medunet.io.dicom_seg import SegmentSpec, derived_series_number
+from medunet.io.dicom_seg import SegmentSpec, derived_series_number, single_valued_names
 
 __all__ = ["build_measurement_report", "sr_series_number"]
 
@@ -46,9 +46,12 @@ def build_measurement_report(
     measurements: Sequence[Mapping[str, Any]],
     segments: Sequence[SegmentSpec],
     series_number: int | None = None,
+    notes: Mapping[int, str] | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """The TID 1500 report of ``measurements`` (:func:`medunet.metrics.segment_measurements` records) of the
-    segments of ``seg``, a SEG of ``source_images``."""
+    segments of ``seg``, a SEG of ``source_images``. ``notes`` per segment number (e.g. what its RTSTRUCT contours
+    leave out) go into the segment's measurement group as parameters of medunet's algorithm identification (TID
+    4019), the template's place for how a result was made."""
     modality = str(source_images[0].get("Modality", "")).upper()
     intensity, unit = (_ATTENUATION, _HU) if modality == "CT" else (_INTENSITY, _NO_UNITS)
     specs = {s.number: s for s in segments}
@@ -81,6 +84,11 @@ def build_measurement_report(
                 ),
                 finding_type=spec.coded(spec.type) if spec else None,
                 finding_category=spec.coded(spec.category) if spec else None,
+                algorithm_id=(
+                    hd.sr.AlgorithmIdentification("medunet", medunet.__version__, parameters=[notes[number]])
+                    if notes and number in notes
+                    else None
+                ),
                 measurements=values,
             )
         )
@@ -95,8 +103,11 @@ def build_measurement_report(
         procedure_reported=_PROCEDURE,
         imaging_measurements=groups,
     )
-    return hd.sr.Comprehensive3DSR(
-        evidence=[seg, *source_images],
+    # highdicom takes the patient and study from the first evidence: the first source slice, its person names
+    # made single-valued for highdicom and put back unchanged afterwards (as in the SEG)
+    first, names = single_valued_names(source_images[0], "SR")
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=[first, *source_images[1:], seg],
         content=report,
         series_instance_uid=generate_uid(),
         series_number=series_number if series_number is not None else sr_series_number(source_images[0]),
@@ -106,3 +117,6 @@ def build_measurement_report(
         series_description="medunet measurements",
         is_complete=True,
     )
+    for keyword, element in names.items():
+        sr[keyword] = element
+    return sr

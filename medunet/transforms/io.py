@@ -19,6 +19,7 @@ from monai.utils import convert_to_numpy, ensure_tuple
 from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES, load_image
 from medunet.utils.files import atomic_write_path
 from medunet.utils.overlay import busiest_slice, overlay_png
+from medunet.utils.values import as_bool
 
 if TYPE_CHECKING:
     from medunet.io.dicom_seg import SegmentSpec
@@ -127,7 +128,8 @@ class SaveDicomSegd(MapTransform):
     The prediction's metadata (copied from the input by the inferer) lists the source slices (``SourceFiles``
     and ``SOPInstanceUIDs`` in slice order, set by medunet's DICOM reader); only their headers are read, not the
     folder again. Predictions of NIfTI or 2D inputs, or of images another loader made, pass unchanged.
-    Output: ``<output_dir>/<series folder name>_seg.dcm``.
+    Output: ``<output_dir>/<series folder name>_seg.dcm``, the measurement report ``_sr.dcm`` when
+    :class:`SaveMeasurementsd` ran before, and ``_rtstruct.dcm`` with ``rtstruct``.
 
     Args:
         segments: :class:`~medunet.io.dicom_seg.SegmentSpec` per label value; or
@@ -135,7 +137,11 @@ class SaveDicomSegd(MapTransform):
             (:func:`~medunet.io.dicom_seg.segments_from_metadata`).
         algorithm_name: recorded in the SEG's algorithm identification.
         rtstruct: also write ``<series folder name>_rtstruct.dcm``, the segments as RTSTRUCT contours
-            (:mod:`medunet.io.rtstruct`).
+            (:mod:`medunet.io.rtstruct`), bounded by the three settings below; what they left out is logged and
+            noted in the SR. A segmentation too fragmented for a contour set gets no RTSTRUCT, with a warning.
+        contour_tolerance: contours are simplified to within this many pixels (0 to 2).
+        contour_min_area: components and holes under this area (mm², per slice) are left out of the contours.
+        contour_max: more contours than this is too fragmented for a contour set.
 
     Raises:
         ValueError: neither ``segments`` nor ``metadata`` with ``segment_codes`` given.
@@ -150,6 +156,9 @@ class SaveDicomSegd(MapTransform):
         algorithm_name: str = "medunet",
         output_postfix: str = "seg",
         rtstruct: bool = False,
+        contour_tolerance: float = 0.5,
+        contour_min_area: float = 4.0,
+        contour_max: int = 5000,
         allow_missing_keys: bool = False,
     ) -> None:
         # highdicom (about 0.4 s to import) loads only when a SEG writer is made, not with medunet.transforms.
@@ -162,7 +171,12 @@ class SaveDicomSegd(MapTransform):
             segments = segments_from_metadata(metadata)
         self.output_dir, self.segments = output_dir, list(segments)
         self.algorithm_name, self.output_postfix = algorithm_name, output_postfix
-        self.rtstruct = rtstruct
+        self.rtstruct = as_bool(rtstruct, "rtstruct")
+        self.contour_limits = None
+        if self.rtstruct:
+            from medunet.io.rtstruct import ContourLimits
+
+            self.contour_limits = ContourLimits(contour_tolerance, contour_min_area, contour_max)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         from medunet.io.dicom_seg import source_headers, write_dicom_seg_for  # loaded by __init__ already
@@ -184,6 +198,12 @@ class SaveDicomSegd(MapTransform):
             labels = convert_to_numpy(pred)[0].astype(np.uint8)
             out = Path(self.output_dir) / f"{folder.name}_{self.output_postfix}.dcm"
             headers = source_headers(meta["SourceFiles"], meta.get("SOPInstanceUIDs"))  # one read for all objects
+            contours = None
+            if self.rtstruct:  # traced first, so that the SR notes what the contours leave out
+                from medunet.io.rtstruct import trace_contours
+
+                spacing = [float(v) for v in headers[0].PixelSpacing]
+                contours = trace_contours(labels, self.segments, spacing[0] * spacing[1], self.contour_limits)
             write_dicom_seg_for(
                 labels,
                 meta,
@@ -192,13 +212,14 @@ class SaveDicomSegd(MapTransform):
                 measurements=d.get(f"{key}_measurements"),
                 sr_path=Path(self.output_dir) / f"{folder.name}_sr.dcm",
                 headers=headers,
+                notes=None if contours is None else {n: contours.summary(n) for n in contours.contours},
                 algorithm_name=self.algorithm_name,
             )
-            if self.rtstruct:
+            if contours is not None:
                 from medunet.io.rtstruct import write_rtstruct_for
 
                 rtstruct = Path(self.output_dir) / f"{folder.name}_rtstruct.dcm"
-                write_rtstruct_for(labels, meta, rtstruct, self.segments, headers=headers)
+                write_rtstruct_for(labels, meta, rtstruct, self.segments, headers=headers, contours=contours)
         return d
 
 

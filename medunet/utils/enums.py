@@ -21,6 +21,7 @@ __all__ = [
     "OptimizerName",
     "OutputMode",
     "PaddingMode",
+    "ProbabilityDtype",
     "QueryLevel",
     "RetrieveMethod",
     "VolumeOutput",
@@ -79,6 +80,14 @@ class VolumeOutput(StrEnum):
     LABELS = "labels"
     PROBABILITIES = "probabilities"
     LOGITS = "logits"
+
+
+class ProbabilityDtype(StrEnum):
+    """How blockwise inference stores probabilities: ``uint8`` (0..255, a quarter of float32's size) or
+    ``float16``."""
+
+    UINT8 = "uint8"
+    FLOAT16 = "float16"
 
 
 class IntensityPreset(StrEnum):

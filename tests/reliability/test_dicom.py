@@ -50,6 +50,25 @@ def test_files_without_the_part10_preamble_are_part_of_the_series(tmp_path: Path
     np.testing.assert_allclose(raw.affine.numpy(), expected.affine.numpy())
 
 
+def _cut_points(path: Path) -> dict[str, int]:
+    data = path.read_bytes()
+    return {
+        "in the file meta": 150,  # past the DICM preamble, inside group 0002: no data element survives
+        "before Rows": data.index(b"\x28\x00\x10\x00"),  # (0028,0010) Rows, explicit VR little endian
+        "in the pixel data": len(data) - 20,
+    }
+
+
+@pytest.mark.parametrize("where", ["in the file meta", "before Rows", "in the pixel data"])
+def test_a_truncated_slice_is_named_not_reported_as_a_gap(tmp_path: Path, where: str) -> None:
+    files = _series(tmp_path / "s")
+    cut = _cut_points(files[2])[where]
+    files[2].write_bytes(files[2].read_bytes()[:cut])
+    with pytest.raises(DicomSeriesError, match=rf"{files[2].name}: .*(truncated|less than expected)") as caught:
+        load_image(tmp_path / "s")
+    assert "not evenly spaced" not in str(caught.value)
+
+
 def test_a_nan_slice_position_names_the_file(tmp_path: Path) -> None:
     files = _series(tmp_path / "s")
     ds = pydicom.dcmread(files[2])
@@ -98,8 +117,12 @@ def test_a_folder_of_contours_only_is_a_clear_error(tmp_path: Path) -> None:
         load_image(tmp_path / "rt")
 
 
-def test_a_backslash_in_the_patient_name_is_kept_in_the_seg(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from medunet.io.dicom_seg import SegmentSpec, write_dicom_seg
+def test_a_backslash_in_the_patient_name_is_kept_in_every_dicom_output(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from medunet.io.dicom_seg import SegmentSpec, write_dicom_seg_for
+    from medunet.io.rtstruct import write_rtstruct_for
+    from medunet.metrics.measurements import segment_measurements
 
     files = _series(tmp_path / "s")
     for path in files:  # "\" is DICOM's value delimiter: the name reads as two values
@@ -108,10 +131,19 @@ def test_a_backslash_in_the_patient_name_is_kept_in_the_seg(tmp_path: Path, capl
         ds.save_as(path)
     volume = load_image(tmp_path / "s")
     labels = (volume[0].numpy() > 200).astype(np.uint8)
+    segments = [SegmentSpec(1, "object")]
+    measurements = segment_measurements(labels, volume.affine.numpy(), volume[0].numpy())
     with caplog.at_level("WARNING", logger="medunet.io.dicom_seg"):
-        out = write_dicom_seg(labels, tmp_path / "s", tmp_path / "seg.dcm", [SegmentSpec(1, "object")])
-    seg = pydicom.dcmread(out)
-    assert seg["PatientName"].VM == 2
-    assert str(seg.PatientName) == str(pydicom.dcmread(files[0]).PatientName)
-    assert "PatientName of the source series has 2 values" in caplog.text
+        written = write_dicom_seg_for(
+            labels, volume.meta, tmp_path / "seg.dcm", segments, measurements, sr_path=tmp_path / "sr.dcm"
+        )
+        written.append(write_rtstruct_for(labels, volume.meta, tmp_path / "rtstruct.dcm", segments))
+    assert [p.name for p in written] == ["seg.dcm", "sr.dcm", "rtstruct.dcm"]
+    source = pydicom.dcmread(files[0])
+    for path in written:
+        output = pydicom.dcmread(path)
+        assert output["PatientName"].VM == 2, path.name
+        assert str(output.PatientName) == str(source.PatientName), path.name
+    assert "PatientName of the source series has 2 values (a backslash in the name); copied unchanged into the SEG" in caplog.text
+    assert "copied unchanged into the SR" in caplog.text
     assert "Planted" not in caplog.text  # the warning names no patient

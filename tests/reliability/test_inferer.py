@@ -21,8 +21,10 @@ def network() -> ValidUNet:
         (torch.zeros(1, 1, 0, 40), r"empty spatial axis \(shape \(1, 1, 0, 40\)\)"),
         (torch.zeros(1, 2, 40, 40), r"expects 1 input channels, got 2"),
         (torch.zeros(1, 40, 40), r"inputs must be \(B, C, S, S\) for a 2D network"),
+        (torch.zeros(0, 1, 40, 40), r"inputs of shape \(0, 1, 40, 40\) hold no image: .* \(B >= 1\)"),
+        (torch.zeros(1, 0, 40, 40), r"inputs of shape \(1, 0, 40, 40\) hold no image: .* \(C >= 1\)"),
     ],
-    ids=["uint8", "empty", "channels", "no batch axis"],
+    ids=["uint8", "empty", "channels", "no batch axis", "empty batch", "no channel"],
 )
 def test_bad_inferer_input_is_a_clear_error(network: ValidUNet, inputs: torch.Tensor, message: str) -> None:
     inferer = OverlapTileInferer(roi_size=network.input_shape_for([16, 16]))

@@ -109,3 +109,38 @@ def test_dicom_seg_of_a_series_without_uids_is_skipped_with_a_warning(
     assert not (tmp_path / "out").exists()
     assert "no DICOM SEG for" in caplog.text
     assert "have no SOPInstanceUID (an anonymised export)" in caplog.text
+
+
+def test_contours_beside_the_seg_and_what_they_leave_out_noted_in_the_sr(tmp_path: Path) -> None:
+    from medunet.data.dicom import write_dicom_series
+    from medunet.io import load_image
+    from medunet.io.dicom_seg import SegmentSpec
+    from medunet.transforms import SaveDicomSegd, SaveMeasurementsd
+    from tests.io.test_dicom_seg import dciodvfy_errors
+
+    write_dicom_series(np.zeros((32, 32, 4), np.float32), tmp_path / "case", spacing=(1.0, 1.0, 3.0), modality="MR")
+    image = load_image(tmp_path / "case")
+    labels = np.zeros((1, 32, 32, 4), np.float32)
+    labels[0, 8:20, 8:20] = 1  # a square lesion on every slice, 144 mm2
+    labels[0, 28, 28] = labels[0, 2, 30] = 1  # two one-voxel specks per slice
+    labels[0, 24:27, 2:5, 1] = 2  # a 9 mm2 second segment on one slice
+    data = {"pred": MetaTensor(torch.as_tensor(labels), meta=dict(image.meta)), "image": image}
+    segments = [SegmentSpec(1, "lesion"), SegmentSpec(2, "rod")]
+    data = SaveMeasurementsd("pred", str(tmp_path / "out"), image_key="image")(data)
+    SaveDicomSegd("pred", str(tmp_path / "out"), segments=segments, rtstruct=True)(data)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["case_measurements.json", "case_rtstruct.dcm", "case_seg.dcm", "case_sr.dcm"]
+    assert not dciodvfy_errors(tmp_path / "out" / "case_sr.dcm")
+    sr = pydicom.dcmread(tmp_path / "out" / "case_sr.dcm")
+    groups = [g for g in sr.ContentSequence if g.get("ValueType") == "CONTAINER"][0].ContentSequence
+    notes = {}
+    for group in (g for g in groups if g.get("ValueType") == "CONTAINER"):
+        texts = [i.TextValue for i in group.ContentSequence if i.get("ValueType") == "TEXT"]
+        segment = next(t for t in texts if t.startswith("segment "))
+        notes[segment] = [t for t in texts if t.startswith("RTSTRUCT")]  # TID 4019 Algorithm Parameters
+    assert notes["segment 1"] == [
+        "RTSTRUCT contours: 4 contours of 16 points, simplified within 0.5 px; 8 specks and 0 holes under 4 mm2 left out"
+    ]
+    assert notes["segment 2"] == [
+        "RTSTRUCT contours: 1 contours of 4 points, simplified within 0.5 px; 0 specks and 0 holes under 4 mm2 left out"
+    ]
