@@ -117,3 +117,29 @@ def test_blockwise_command_and_bundle_config_segment_a_zarr_volume(tmp_path: Pat
         output_volume=str(tmp_path / "bundle.zarr"), roi_size=[124, 124, 124], block_shape=[24, 16, 32],
         intensity_scale=0.5, torch_threads=1)  # fmt: skip
     assert np.array_equal(zarr.open_array(str(tmp_path / "bundle.zarr" / "0"))[:], expected)
+
+
+@pytest.mark.parametrize("command", ["blockwise", "evaluate"])
+def test_bundle_overrides_of_the_cli_are_checked_before_any_work(command: str, tmp_path: Path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    (tmp_path / "model.pt").write_bytes(b"never read: the settings are refused first")
+    for folder in ("images", "labels"):
+        (tmp_path / folder).mkdir()
+        nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.eye(4)), tmp_path / folder / "case.nii.gz")
+    args = {
+        "blockwise": ["--input", str(tmp_path / "in.zarr"), "--output", str(tmp_path / "out.zarr")],
+        "evaluate": ["--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"), "--output",
+                     str(tmp_path / "eval")],
+    }[command]  # fmt: skip
+    bundle = str(Path(__file__).resolve().parents[1] / "bundles" / "unet3d")
+    with pytest.raises(SystemExit) as caught:
+        main([command, "--bundle", bundle, "--checkpoint", str(tmp_path / "model.pt"), *args,
+              "--override", "amp=maybe", "--override", "device=gpu"])  # fmt: skip
+    message = str(caught.value)
+    assert message.startswith(f"medunet {command}: 2 bundle settings are not valid; nothing was run.")
+    assert "--amp: amp='maybe' is not a boolean; valid values are true/false, 1/0, yes/no (any case)" in message
+    assert "--device: device='gpu' is not a device; valid values are auto" in message
+    assert not (tmp_path / "out.zarr").exists()
+    assert not (tmp_path / "eval").exists()

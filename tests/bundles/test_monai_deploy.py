@@ -23,7 +23,7 @@ from medunet.networks import ValidUNet
 from tests.conftest import REPO, require
 
 DEPLOY_PYTHON = REPO / ".venv-deploy" / "bin" / "python"
-SMALL = {"features": [4, 8, 16, 32], "pool_sizes": [[2, 2, 1], [2, 2, 1], [2, 2, 1]], "tile_output": [64, 64, 24]}
+SMALL = {"features": [4, 8, 16, 32], "pool_sizes": [[2, 2, 1], [2, 2, 1], [2, 2, 1]], "tile_output": [68, 68, 24]}
 
 
 def _run(cmd: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None) -> None:

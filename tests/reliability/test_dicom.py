@@ -144,6 +144,9 @@ def test_a_backslash_in_the_patient_name_is_kept_in_every_dicom_output(
         output = pydicom.dcmread(path)
         assert output["PatientName"].VM == 2, path.name
         assert str(output.PatientName) == str(source.PatientName), path.name
-    assert "PatientName of the source series has 2 values (a backslash in the name); copied unchanged into the SEG" in caplog.text
+    assert (
+        "PatientName of the source series has 2 values (a backslash in the name); copied unchanged into the SEG"
+        in caplog.text
+    )
     assert "copied unchanged into the SR" in caplog.text
     assert "Planted" not in caplog.text  # the warning names no patient

@@ -132,7 +132,7 @@ def test_contours_beside_the_seg_and_what_they_leave_out_noted_in_the_sr(tmp_pat
     assert names == ["case_measurements.json", "case_rtstruct.dcm", "case_seg.dcm", "case_sr.dcm"]
     assert not dciodvfy_errors(tmp_path / "out" / "case_sr.dcm")
     sr = pydicom.dcmread(tmp_path / "out" / "case_sr.dcm")
-    groups = [g for g in sr.ContentSequence if g.get("ValueType") == "CONTAINER"][0].ContentSequence
+    groups = next(g for g in sr.ContentSequence if g.get("ValueType") == "CONTAINER").ContentSequence
     notes = {}
     for group in (g for g in groups if g.get("ValueType") == "CONTAINER"):
         texts = [i.TextValue for i in group.ContentSequence if i.get("ValueType") == "TEXT"]
