@@ -51,6 +51,11 @@ def train_files(name: str) -> tuple[str, str]:
     return f"bundles/{name}/configs/train.json", "configs/smoke.json"
 
 
+# The 3D network of the bundle at a quarter of its width for the commands of these tests (the workflow, not the
+# model, is under test): its 92-voxel tiles cost most of the suite's time at full width.
+NARROW = {"unet2d": {}, "unet3d": {"features": "[8,16,32,64]"}}
+
+
 def only_run(tracking_uri: str) -> mlflow.entities.Run:
     client = mlflow.MlflowClient(tracking_uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
@@ -64,7 +69,7 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     """One smoke training per bundle, shared by the tests below."""
     name = request.param
     out = tmp_path_factory.mktemp(name) / "run"
-    run(bundle_cmd("training", *train_files(name), output_dir=out), out.parent / "train.log")
+    run(bundle_cmd("training", *train_files(name), output_dir=out, **NARROW[name]), out.parent / "train.log")
     return name, out
 
 
@@ -111,6 +116,7 @@ def test_inference_keeps_shape_and_affine(trained: tuple[str, Path], tmp_path: P
             input_dir=images,
             output_dir=infer_out,
             ckpt_path=out / "best_model.pt",
+            **NARROW[name],
         ),
         tmp_path / "infer.log",
     )
@@ -152,7 +158,7 @@ def test_a_bad_case_does_not_stop_the_batch(trained: tuple[str, Path], tmp_path:
     bad.write_bytes(b"not an image at all")
     infer_out = tmp_path / "pred"
     cmd = bundle_cmd("inference", f"bundles/{name}/configs/inference.json", input_dir=images, output_dir=infer_out,
-                     ckpt_path=out / "best_model.pt")  # fmt: skip
+                     ckpt_path=out / "best_model.pt", **NARROW[name])  # fmt: skip
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=ENV, timeout=600, check=False)
     text = done.stdout + done.stderr
     assert done.returncode != 0, text[-3000:]
@@ -173,6 +179,7 @@ def test_evaluate_reads_checkpoint_and_tracks(trained: tuple[str, Path], tmp_pat
             f"bundles/{name}/configs/evaluate.json",
             "configs/smoke.json",
             output_dir=out,
+            **NARROW[name],
         ),
         tmp_path / "eval.log",
     )
@@ -202,7 +209,7 @@ def test_resume_after_sigkill_continues_at_next_epoch(trained: tuple[str, Path],
     of an uninterrupted run (the ``trained`` fixture: the same command, seed and epochs, never killed)."""
     name, uninterrupted = trained
     out, epochs = tmp_path / "run", 2
-    cmd = bundle_cmd("training", *train_files(name), output_dir=out, epochs=epochs)
+    cmd = bundle_cmd("training", *train_files(name), output_dir=out, epochs=epochs, **NARROW[name])
     for i, (moment, value) in enumerate(KILLS[name]):
         before = [e for e, _ in epoch_checkpoints(out)] if out.exists() else []
         log = tmp_path / f"killed-{i}-{moment}.log"
