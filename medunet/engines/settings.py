@@ -135,10 +135,15 @@ def tile(example: str, optional: bool = False) -> Setting:
     return Setting(setting.convert, "tile")
 
 
+def _is_list(value: Any) -> bool:
+    """A sequence of values, not text (which iterates as characters)."""
+    return hasattr(value, "__iter__") and not isinstance(value, (str, bytes, Mapping))
+
+
 def _pool_sizes(value: Any, name: str) -> list[Any]:
     """A list of pooling sizes, one per level below the top (an int, or one per axis); its length and entries are
     checked against ``features`` and ``spatial_dims`` by :func:`medunet.networks.geometry.normalize_pool_sizes`."""
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+    if not _is_list(value):
         raise ValueError(
             f"{name} must be a list such as [[2, 2, 1], [2, 2, 1], [2, 2, 2]] (or null for 2), got {value!r}"
         )
@@ -146,7 +151,7 @@ def _pool_sizes(value: Any, name: str) -> list[Any]:
 
 
 def _axes(value: Any, name: str) -> list[int]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+    if not _is_list(value):
         raise ValueError(f"{name} must be a list of spatial axes such as [0, 1] (or [] for none), got {value!r}")
     axes = [positive_int(v, f"{name}[{i}]", 0) for i, v in enumerate(value)]
     if len(set(axes)) != len(axes):
@@ -257,10 +262,6 @@ def resolve_device(value: Any, name: str = "device") -> torch.device:
     )
 
 
-def _device_setting(value: Any, name: str) -> torch.device:
-    return resolve_device(value, name)
-
-
 def _worker_device(value: Any, name: str) -> str:
     """A blockwise worker's device: checked for its form here; whether a worker has it is checked against this
     machine only for a local cluster (a remote scheduler's workers may have GPUs that this machine has not)."""
@@ -281,7 +282,7 @@ def _default_data(value: Any, name: str) -> dict[str, Any]:
 
 
 def _clip(value: Any, name: str) -> list[float]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") or len(list(value)) != 2:
+    if not _is_list(value) or len(list(value)) != 2:
         raise ValueError(f"{name} must be two numbers [low, high] (or null for no clipping), got {value!r}")
     low, high = (real_number(v, f"{name}[{i}]") for i, v in enumerate(value))
     if low >= high:
@@ -308,7 +309,7 @@ def _output_ext(value: Any, name: str) -> str:
 
 SETTINGS: dict[str, Setting] = {
     # where it runs; first, because the default expressions of amp and channels_last read it
-    "device": Setting(_device_setting, "device"),
+    "device": Setting(resolve_device, "device"),
     "amp": boolean(),
     "channels_last": boolean(),
     # data and outputs
