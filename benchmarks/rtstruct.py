@@ -7,7 +7,7 @@ pixels, 6.5 mm slices), segmented by the unet3d bundle's network (32-256 feature
 not know gives, a speckle of fragments. Three label volumes on that series' grid:
 
 1. ``fragmented``: that segmentation;
-2. ``smooth``: two smooth objects (an ellipsoid lesion and a rod, as in ``tests/io/test_rtstruct.py``);
+2. ``smooth``: two smooth objects (an ellipsoid lesion and a rod: ``medunet.data.synthetic.ellipsoid_labels``);
 3. ``smooth + fragments``: the smooth objects over the fragmented speckle (a good segmentation with noise);
 4. ``blobs``: smoothed noise thresholded (seed 0) into tens of thousands of blobs larger than the minimum area, a
    segmentation too fragmented for a contour set (the bound).
@@ -56,15 +56,6 @@ def fragmented_labels(image: Any) -> np.ndarray:
     with torch.inference_mode():
         scores = OverlapTileInferer(output="probabilities")(x, net)
     return scores[0].argmax(0).numpy().astype(np.uint8)
-
-
-def smooth_objects(shape: tuple[int, int, int]) -> np.ndarray:
-    x, y, z = np.mgrid[: shape[0], : shape[1], : shape[2]]
-    labels = np.zeros(shape, np.uint8)
-    labels[((x - 0.45 * shape[0]) / (0.25 * shape[0])) ** 2 + ((y - 0.5 * shape[1]) / (0.2 * shape[1])) ** 2
-           + ((z - 0.5 * shape[2]) / (0.3 * shape[2])) ** 2 < 1] = 1  # fmt: skip
-    labels[((x - 0.8 * shape[0]) / 12) ** 2 + ((y - 0.2 * shape[1]) / 9) ** 2 < 1] = 1
-    return labels
 
 
 def blobs(shape: tuple[int, int, int]) -> np.ndarray:
@@ -166,6 +157,7 @@ def main() -> None:
     args = parser.parse_args()
     import cv2
 
+    from medunet.data.synthetic import ellipsoid_labels
     from medunet.io import load_image
     from medunet.io.dicom_seg import source_headers
     from medunet.io.rtstruct import ContourLimits
@@ -188,7 +180,7 @@ def main() -> None:
         cv2.connectedComponents(np.ascontiguousarray(fragments[:, :, k]), connectivity=8)[0] - 1
         for k in range(fragments.shape[2])
     )
-    smooth = smooth_objects(fragments.shape)
+    smooth = (ellipsoid_labels(fragments.shape) > 0).astype(np.uint8)
     report: dict[str, Any] = {
         "command": "python benchmarks/rtstruct.py",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",

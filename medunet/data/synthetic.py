@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["synthetic_cells"]
+__all__ = ["ellipsoid_labels", "synthetic_cells"]
 
 
 def synthetic_cells(
@@ -82,3 +82,15 @@ def synthetic_cells(
     image = ndimage.gaussian_filter(image, sigma=1.0)
     image = image + rng.normal(0.0, noise, size=shape).astype(np.float32)
     return image.astype(np.float32), instances
+
+
+def ellipsoid_labels(shape: tuple[int, int, int]) -> np.ndarray:
+    """Two smooth objects filling an ``(x, y, z)`` volume of any size: an ellipsoid lesion (label 1, half axes a
+    quarter, a fifth and three tenths of the volume) and an elliptic rod through every slice (label 2, half axes 12
+    and 9 voxels), for tests and benchmarks of contours and surfaces."""
+    x, y, z = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    labels = np.zeros(shape, np.uint8)
+    labels[((x - 0.45 * shape[0]) / (0.25 * shape[0])) ** 2 + ((y - 0.5 * shape[1]) / (0.2 * shape[1])) ** 2
+           + ((z - 0.5 * shape[2]) / (0.3 * shape[2])) ** 2 < 1] = 1  # fmt: skip
+    labels[((x - 0.8 * shape[0]) / 12) ** 2 + ((y - 0.2 * shape[1]) / 9) ** 2 < 1] = 2
+    return labels

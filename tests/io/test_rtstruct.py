@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from medunet.data.dicom import write_dicom_series
+from medunet.data.synthetic import ellipsoid_labels
 from medunet.io import load_image
 from medunet.io.dicom_seg import SegmentSpec
 from medunet.io.rtstruct import ContourLimits, read_rtstruct_mask, trace_contours, write_rtstruct_for
@@ -26,21 +27,12 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / (a.sum() + b.sum()))
 
 
-def _ellipsoids(shape: tuple[int, int, int]) -> np.ndarray:
-    x, y, z = np.mgrid[: shape[0], : shape[1], : shape[2]]
-    labels = np.zeros(shape, np.uint8)
-    labels[((x - 0.45 * shape[0]) / (0.25 * shape[0])) ** 2 + ((y - 0.5 * shape[1]) / (0.2 * shape[1])) ** 2
-           + ((z - 0.5 * shape[2]) / (0.3 * shape[2])) ** 2 < 1] = 1  # fmt: skip
-    labels[((x - 0.8 * shape[0]) / 12) ** 2 + ((y - 0.2 * shape[1]) / 9) ** 2 < 1] = 2
-    return labels
-
-
 def test_synthetic_non_square_series_contours_validate_and_read_back(tmp_path: Path) -> None:
     direction = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # a sagittal acquisition
     write_dicom_series(np.zeros((96, 70, 12), np.float32), tmp_path / "mr", spacing=(0.9, 0.7, 3.0),
                        direction=direction, modality="MR", rescale=(1.0, 0.0))  # fmt: skip
     image = load_image(tmp_path / "mr")
-    labels = _ellipsoids((96, 70, 12))
+    labels = ellipsoid_labels((96, 70, 12))
     segments = [SegmentSpec(1, "lesion"), SegmentSpec(2, "rod"), SegmentSpec(3, "absent")]
     out = write_rtstruct_for(labels, image.meta, tmp_path / "rt.dcm", segments)
     assert not dciodvfy_errors(out)
@@ -57,7 +49,7 @@ def test_synthetic_non_square_series_contours_validate_and_read_back(tmp_path: P
 def test_tcia_series_contours_read_back(shared_data: Path, tmp_path: Path) -> None:
     series = require(shared_data / "tcia_pgbm001_dicom" / "T1post")
     image = load_image(series)
-    labels = _ellipsoids(np.asarray(image).shape[1:])
+    labels = ellipsoid_labels(np.asarray(image).shape[1:])
     out = write_rtstruct_for(labels, image.meta, tmp_path / "rt.dcm", [SegmentSpec(1, "lesion"), SegmentSpec(2, "rod")])
     assert not dciodvfy_errors(out)
     assert dice(read_contours(out, image, "lesion"), labels == 1) >= 0.95
@@ -72,7 +64,7 @@ def test_labels_must_match_the_source_slices(tmp_path: Path) -> None:
 
 def _lesion_with_specks(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """An ellipsoid lesion with a one-voxel hole in every slice, and 3 one-voxel specks per slice beside it."""
-    lesion = _ellipsoids(shape) == 1
+    lesion = ellipsoid_labels(shape) == 1
     labels = lesion.astype(np.uint8)
     for k in range(shape[2]):
         xs, ys = np.nonzero(lesion[:, :, k])
@@ -97,7 +89,7 @@ def test_specks_and_small_holes_are_left_out_and_counted(tmp_path: Path, caplog:
 
 
 def test_contours_are_simplified_within_a_fraction_of_a_pixel() -> None:
-    labels = _ellipsoids((96, 70, 12))
+    labels = ellipsoid_labels((96, 70, 12))
     segments = [SegmentSpec(1, "lesion")]
     traced = trace_contours(labels, segments, 1.0, ContourLimits(tolerance_px=0.0))
     simple = trace_contours(labels, segments, 1.0, ContourLimits(tolerance_px=0.5))
