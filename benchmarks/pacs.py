@@ -26,7 +26,8 @@ sys.path.insert(0, str(REPO))
 
 from medunet.apps.segmenter import BundleSegmenter  # noqa: E402
 from medunet.data.datasets import dataset_root  # noqa: E402
-from medunet.io.dicom_seg import build_dicom_seg, segments_from_metadata  # noqa: E402
+from medunet.io.dicom_derived import segments_from_metadata  # noqa: E402
+from medunet.io.dicom_seg import build_dicom_seg  # noqa: E402
 from medunet.io.dicom_series import read_dicom_series, scan_dicom_folder  # noqa: E402
 from medunet.io.pacs import PacsClient, PacsConfig  # noqa: E402
 from medunet.networks import ValidUNet  # noqa: E402

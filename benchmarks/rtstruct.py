@@ -91,7 +91,7 @@ def measure(name: str, labels: np.ndarray, smooth: np.ndarray | None, image: Any
             folder: Path, skip_before: bool) -> dict[str, Any]:  # fmt: skip
     import pydicom
 
-    from medunet.io.dicom_seg import SegmentSpec
+    from medunet.io.dicom_derived import SegmentSpec
     from medunet.io.rtstruct import read_rtstruct_mask, write_rtstruct_for
 
     shape, affine = labels.shape, np.asarray(image.affine)
@@ -159,7 +159,7 @@ def main() -> None:
 
     from medunet.data.synthetic import ellipsoid_labels
     from medunet.io import load_image
-    from medunet.io.dicom_seg import source_headers
+    from medunet.io.dicom_derived import source_headers
     from medunet.io.rtstruct import ContourLimits
 
     series = data_root() / SERIES

@@ -115,6 +115,56 @@ def check_tree(root: Path) -> list[Violation]:
     return violations
 
 
+def import_circles(root: Path) -> list[Violation]:
+    """Modules of one package that import each other, directly or through others of that package (imports inside
+    functions included: a circle hidden in a function body is still one concept split in two). A package's
+    ``__init__`` re-exports its modules and is left out."""
+    package_dir = root / ROOT
+    paths = {_module_name(p, root): p for p in package_dir.rglob("*.py") if p.name != "__init__.py"}
+    graph: dict[str, set[str]] = {}
+    for module, path in paths.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        edges = set()
+        for _, target, names in _imports(tree, module, False):
+            for candidate in (target, *(f"{target}.{n}" for n in names)):
+                if candidate in paths and candidate != module and _unit(candidate) == _unit(module):
+                    edges.add(candidate)
+        graph[module] = edges
+    circles, seen = [], set()
+    for start in sorted(graph):
+        stack = [(start, [start])]
+        while stack:
+            node, trail = stack.pop()
+            for nxt in sorted(graph[node]):
+                if nxt == start:
+                    key = frozenset(trail)
+                    if key not in seen:
+                        seen.add(key)
+                        circles.append(
+                            Violation(str(paths[start]), 1, "import circle: " + " -> ".join([*trail, start]))
+                        )
+                elif nxt not in trail and nxt > start:  # each circle once, from its smallest module
+                    stack.append((nxt, [*trail, nxt]))
+    return circles
+
+
+def test_no_import_circle_within_a_package() -> None:
+    circles = import_circles(REPO)
+    assert not circles, "\n".join(map(str, circles))
+
+
+def test_circle_check_finds_a_circle_hidden_in_a_function(tmp_path: Path) -> None:
+    files = {
+        "medunet/io/__init__.py": "from medunet.io.seg import write\n",
+        "medunet/io/seg.py": "def write():\n    from medunet.io.sr import report\n",
+        "medunet/io/sr.py": "from medunet.io import seg\n\ndef report(): ...\n",
+        "medunet/io/series.py": "",
+        "medunet/io/image.py": "from medunet.io.series import *\n",
+    }
+    circles = import_circles(_tree(tmp_path, files))
+    assert [v.message for v in circles] == ["import circle: medunet.io.seg -> medunet.io.sr -> medunet.io.seg"]
+
+
 def test_medunet_imports_follow_the_layers() -> None:
     violations = check_tree(REPO)
     assert not violations, "\n".join(map(str, violations))

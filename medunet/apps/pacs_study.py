@@ -4,7 +4,6 @@ store the DICOM SEG and its measurement report (SR) back into the same study."""
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from medunet.apps.segmenter import BundleSegmenter, dicom_outputs
+from medunet.io.dicom_series import DicomSeriesInfo, matching_series
 from medunet.io.pacs import PacsClient, PacsError, series_folder_name
 from medunet.utils.enums import RetrieveMethod, look_up
 
@@ -31,24 +31,29 @@ def choose_series(
     modality: str | None = None,
     description: str | None = None,
 ) -> Dataset:
-    """The image series to segment; raises ``PacsError`` listing the candidates when not exactly one fits."""
-    candidates = [s for s in series if str(getattr(s, "Modality", "")) not in _NOT_IMAGES]
-    if series_uid:
-        candidates = [s for s in candidates if str(s.SeriesInstanceUID) == series_uid]
-    if modality:
-        candidates = [s for s in candidates if str(getattr(s, "Modality", "")).upper() == modality.upper()]
-    if description:
-        candidates = [
-            s for s in candidates if re.search(description, str(getattr(s, "SeriesDescription", "")), re.IGNORECASE)
-        ]
-    if len(candidates) == 1:
-        return candidates[0]
+    """The image series to segment among a study's C-FIND results, chosen by the criteria of a folder's series
+    (:func:`medunet.io.dicom_series.matching_series`); raises ``PacsError`` listing the candidates when not exactly
+    one fits."""
+    images = [s for s in series if str(getattr(s, "Modality", "")) not in _NOT_IMAGES]
+    records = [
+        DicomSeriesInfo(
+            series_uid=str(s.SeriesInstanceUID),
+            modality=str(getattr(s, "Modality", "") or ""),
+            description=str(getattr(s, "SeriesDescription", "") or ""),
+            study_uid=str(getattr(s, "StudyInstanceUID", "") or ""),
+            files=(),
+        )
+        for s in images
+    ]
+    chosen = matching_series(records, series_uid or None, modality or None, description or None)
+    if len(chosen) == 1:
+        return images[records.index(chosen[0])]
     listing = "\n".join(
         f"  - {s.SeriesInstanceUID} {getattr(s, 'Modality', '?')} {str(getattr(s, 'SeriesDescription', ''))!r}"
         for s in series
     )
     raise PacsError(
-        f"{len(candidates)} series match; choose one with --series-uid, --modality or --description:\n{listing}"
+        f"{len(chosen)} series match; choose one with --series-uid, --modality or --description:\n{listing}"
     )
 
 

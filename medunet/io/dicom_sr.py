@@ -17,7 +17,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 import medunet
-from medunet.io.dicom_seg import SegmentSpec, derived_series_number, single_valued_names
+from medunet.io.dicom_derived import SegmentSpec, derived_series_number, single_valued_names
 
 __all__ = ["build_measurement_report", "sr_series_number"]
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pydicom
 
-from medunet.io.dicom_seg import SegmentSpec, source_headers
+from medunet.io.dicom_derived import SegmentSpec, source_headers
 from medunet.utils.files import atomic_write
 
 __all__ = [
@@ -268,7 +268,7 @@ def write_rtstruct_for(
 ) -> Path | None:
     """Writes the RTSTRUCT of ``labels`` for an image loaded from a DICOM series, from the image's metadata (the
     headers of its ``SourceFiles``, unless the caller passes them as ``headers``; see
-    :func:`medunet.io.dicom_seg.write_dicom_seg_for`). ``contours``: those of :func:`trace_contours` when the caller
+    :func:`medunet.io.dicom_outputs.write_dicom_outputs`). ``contours``: those of :func:`trace_contours` when the caller
     traced them already (e.g. to report them in the SR), else traced here within ``limits``.
 
     Returns:

@@ -22,7 +22,7 @@ from medunet.utils.overlay import busiest_slice, overlay_png
 from medunet.utils.values import as_bool
 
 if TYPE_CHECKING:
-    from medunet.io.dicom_seg import SegmentSpec
+    from medunet.io.dicom_derived import SegmentSpec
 
 __all__ = [
     "LoadImageOrSeriesd",
@@ -132,9 +132,9 @@ class SaveDicomSegd(MapTransform):
     :class:`SaveMeasurementsd` ran before, and ``_rtstruct.dcm`` with ``rtstruct``.
 
     Args:
-        segments: :class:`~medunet.io.dicom_seg.SegmentSpec` per label value; or
+        segments: :class:`~medunet.io.dicom_derived.SegmentSpec` per label value; or
         metadata: the bundle's ``metadata.json`` content, whose ``segment_codes`` give them
-            (:func:`~medunet.io.dicom_seg.segments_from_metadata`).
+            (:func:`~medunet.io.dicom_derived.segments_from_metadata`).
         algorithm_name: recorded in the SEG's algorithm identification.
         rtstruct: also write ``<series folder name>_rtstruct.dcm``, the segments as RTSTRUCT contours
             (:mod:`medunet.io.rtstruct`), bounded by the three settings below; what they left out is logged and
@@ -154,7 +154,6 @@ class SaveDicomSegd(MapTransform):
         segments: Sequence[SegmentSpec] | None = None,
         metadata: Mapping[str, Any] | None = None,
         algorithm_name: str = "medunet",
-        output_postfix: str = "seg",
         rtstruct: bool = False,
         contour_tolerance: float = 0.5,
         contour_min_area: float = 4.0,
@@ -162,7 +161,7 @@ class SaveDicomSegd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         # highdicom (about 0.4 s to import) loads only when a SEG writer is made, not with medunet.transforms.
-        from medunet.io.dicom_seg import segments_from_metadata
+        from medunet.io.dicom_derived import segments_from_metadata
 
         super().__init__(keys, allow_missing_keys)
         if segments is None:
@@ -170,7 +169,7 @@ class SaveDicomSegd(MapTransform):
                 raise ValueError("SaveDicomSegd needs segments or the bundle metadata (with segment_codes)")
             segments = segments_from_metadata(metadata)
         self.output_dir, self.segments = output_dir, list(segments)
-        self.algorithm_name, self.output_postfix = algorithm_name, output_postfix
+        self.algorithm_name = algorithm_name
         self.rtstruct = as_bool(rtstruct, "rtstruct")
         self.contour_limits = None
         if self.rtstruct:
@@ -179,7 +178,7 @@ class SaveDicomSegd(MapTransform):
             self.contour_limits = ContourLimits(contour_tolerance, contour_min_area, contour_max)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from medunet.io.dicom_seg import source_headers, write_dicom_seg_for  # loaded by __init__ already
+        from medunet.io.dicom_outputs import write_dicom_outputs
 
         d = dict(data)
         for key in self.key_iterator(d):
@@ -195,31 +194,16 @@ class SaveDicomSegd(MapTransform):
                     folder,
                 )
                 continue
-            labels = convert_to_numpy(pred)[0].astype(np.uint8)
-            out = Path(self.output_dir) / f"{folder.name}_{self.output_postfix}.dcm"
-            headers = source_headers(meta["SourceFiles"], meta.get("SOPInstanceUIDs"))  # one read for all objects
-            contours = None
-            if self.rtstruct:  # traced first, so that the SR notes what the contours leave out
-                from medunet.io.rtstruct import trace_contours
-
-                spacing = [float(v) for v in headers[0].PixelSpacing]
-                contours = trace_contours(labels, self.segments, spacing[0] * spacing[1], self.contour_limits)
-            write_dicom_seg_for(
-                labels,
+            write_dicom_outputs(
+                convert_to_numpy(pred)[0].astype(np.uint8),
                 meta,
-                out,
+                self.output_dir,
+                folder.name,
                 self.segments,
                 measurements=d.get(f"{key}_measurements"),
-                sr_path=Path(self.output_dir) / f"{folder.name}_sr.dcm",
-                headers=headers,
-                notes=None if contours is None else {n: contours.summary(n) for n in contours.contours},
+                contours=self.contour_limits,
                 algorithm_name=self.algorithm_name,
             )
-            if contours is not None:
-                from medunet.io.rtstruct import write_rtstruct_for
-
-                rtstruct = Path(self.output_dir) / f"{folder.name}_rtstruct.dcm"
-                write_rtstruct_for(labels, meta, rtstruct, self.segments, headers=headers, contours=contours)
         return d
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from medunet.data.dicom import write_dicom_series
 from medunet.io import load_image, read_dicom_series, scan_dicom_folder
-from medunet.io.dicom_seg import SegmentSpec, build_dicom_seg, read_dicom_seg, write_dicom_seg
+from medunet.io.dicom_derived import SegmentSpec
+from medunet.io.dicom_seg import build_dicom_seg, read_dicom_seg, write_dicom_seg
 from tests.conftest import require
 
 TUMOUR = SegmentSpec(

@@ -10,7 +10,8 @@ import pydicom
 
 from medunet.data.dicom import write_dicom_series
 from medunet.io import load_image
-from medunet.io.dicom_seg import SegmentSpec, write_dicom_seg_for
+from medunet.io.dicom_derived import SegmentSpec
+from medunet.io.dicom_outputs import write_dicom_outputs
 from medunet.metrics import segment_measurements
 from tests.io.test_dicom_seg import dciodvfy_errors
 
@@ -32,10 +33,8 @@ def test_ct_report_of_two_segments_references_the_seg_and_validates(tmp_path: Pa
     labels[10:12, 8:10, 0:5] = 2
     segments = [SegmentSpec(1, "liver"), SegmentSpec(2, "spleen")]
     records = segment_measurements(labels, np.asarray(image.affine), np.asarray(image)[0], {1: "liver", 2: "spleen"})
-    seg_path, sr_path = write_dicom_seg_for(
-        labels, image.meta, tmp_path / "seg.dcm", segments, measurements=records, sr_path=tmp_path / "sr.dcm"
-    )
-    assert sr_path == tmp_path / "sr.dcm"
+    seg_path, sr_path = write_dicom_outputs(labels, image.meta, tmp_path, "ct", segments, measurements=records)
+    assert (seg_path, sr_path) == (tmp_path / "ct_seg.dcm", tmp_path / "ct_sr.dcm")
     assert not dciodvfy_errors(sr_path)
     seg, sr = pydicom.dcmread(seg_path), pydicom.dcmread(sr_path)
     assert sr.Modality == "SR"

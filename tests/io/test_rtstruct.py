@@ -13,7 +13,7 @@ import pytest
 from medunet.data.dicom import write_dicom_series
 from medunet.data.synthetic import ellipsoid_labels
 from medunet.io import load_image
-from medunet.io.dicom_seg import SegmentSpec
+from medunet.io.dicom_derived import SegmentSpec
 from medunet.io.rtstruct import ContourLimits, read_rtstruct_mask, trace_contours, write_rtstruct_for
 from tests.conftest import require
 from tests.io.test_dicom_seg import dciodvfy_errors

@@ -120,8 +120,9 @@ def test_a_folder_of_contours_only_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_backslash_in_the_patient_name_is_kept_in_every_dicom_output(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from medunet.io.dicom_seg import SegmentSpec, write_dicom_seg_for
-    from medunet.io.rtstruct import write_rtstruct_for
+    from medunet.io.dicom_derived import SegmentSpec
+    from medunet.io.dicom_outputs import write_dicom_outputs
+    from medunet.io.rtstruct import ContourLimits
     from medunet.metrics.measurements import segment_measurements
 
     files = _series(tmp_path / "s")
@@ -134,11 +135,8 @@ def test_a_backslash_in_the_patient_name_is_kept_in_every_dicom_output(
     segments = [SegmentSpec(1, "object")]
     measurements = segment_measurements(labels, volume.affine.numpy(), volume[0].numpy())
     with caplog.at_level("WARNING", logger="medunet.io.dicom_seg"):
-        written = write_dicom_seg_for(
-            labels, volume.meta, tmp_path / "seg.dcm", segments, measurements, sr_path=tmp_path / "sr.dcm"
-        )
-        written.append(write_rtstruct_for(labels, volume.meta, tmp_path / "rtstruct.dcm", segments))
-    assert [p.name for p in written] == ["seg.dcm", "sr.dcm", "rtstruct.dcm"]
+        written = write_dicom_outputs(labels, volume.meta, tmp_path, "s", segments, measurements, ContourLimits())
+    assert [p.name for p in written] == ["s_seg.dcm", "s_sr.dcm", "s_rtstruct.dcm"]
     source = pydicom.dcmread(files[0])
     for path in written:
         output = pydicom.dcmread(path)

@@ -93,7 +93,7 @@ def test_dicom_seg_of_a_series_without_uids_is_skipped_with_a_warning(
 ) -> None:
     from medunet.data.dicom import write_dicom_series
     from medunet.io import load_image
-    from medunet.io.dicom_seg import SegmentSpec
+    from medunet.io.dicom_derived import SegmentSpec
     from medunet.transforms import SaveDicomSegd
 
     write_dicom_series(np.ones((8, 6, 3), np.float32), tmp_path / "case", modality="MR", rescale=(1.0, 0.0))
@@ -114,7 +114,7 @@ def test_dicom_seg_of_a_series_without_uids_is_skipped_with_a_warning(
 def test_contours_beside_the_seg_and_what_they_leave_out_noted_in_the_sr(tmp_path: Path) -> None:
     from medunet.data.dicom import write_dicom_series
     from medunet.io import load_image
-    from medunet.io.dicom_seg import SegmentSpec
+    from medunet.io.dicom_derived import SegmentSpec
     from medunet.transforms import SaveDicomSegd, SaveMeasurementsd
     from tests.io.test_dicom_seg import dciodvfy_errors
 
