@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from medunet.utils.enums import LabelRule, RetrieveMethod, VolumeOutput, option_values
+from medunet.utils.enums import LabelRule, ProbabilityDtype, RetrieveMethod, VolumeOutput, option_values
 
 __all__ = ["main"]
 
@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     blockwise.add_argument(
         "--output-mode", default="labels", choices=option_values(VolumeOutput), help="what to store per voxel"
     )
-    blockwise.add_argument("--probability-dtype", default="uint8", choices=["uint8", "float16"])
+    blockwise.add_argument(
+        "--probability-dtype", default=ProbabilityDtype.UINT8.value, choices=option_values(ProbabilityDtype)
+    )
     blockwise.add_argument("--instances", action="store_true", help="also write stitched instance labels")
     blockwise.add_argument("--tile", type=int, nargs="+", help="network input tile (default: the planner's)")
     blockwise.add_argument("--block-shape", type=int, nargs="+", help="output block per task (pooling-grid multiple)")

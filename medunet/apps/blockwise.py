@@ -41,7 +41,7 @@ import torch
 from medunet.inference import OverlapTileInferer, scores_to_volume, to_channels_last
 from medunet.inference.tiling import TilePlan, default_block_shape
 from medunet.io.volumes import Volume, VolumeError, check_writable_output, create_volume, open_volume
-from medunet.utils.enums import PaddingMode, VolumeOutput, look_up
+from medunet.utils.enums import PaddingMode, ProbabilityDtype, VolumeOutput, look_up
 from medunet.utils.files import atomic_write_text
 from medunet.utils.labels import label_components
 
@@ -83,7 +83,7 @@ class BlockwiseJob:
     output: str
     array: str | None = None
     output_mode: str = VolumeOutput.LABELS.value
-    probability_dtype: str = "uint8"
+    probability_dtype: str = ProbabilityDtype.UINT8.value
     roi_size: tuple[int, ...] | None = None
     block_shape: tuple[int, ...] | None = None
     chunks: tuple[int, ...] | None = None
@@ -423,8 +423,7 @@ def run_blockwise(
             f"{job.input}: {view.shape[0]} channel(s) (axes {volume.axes}), but the network takes {in_channels}"
         )
     look_up(job.output_mode, VolumeOutput, "output_mode")
-    if job.probability_dtype not in ("uint8", "float16"):
-        raise ValueError(f"probability_dtype must be 'uint8' or 'float16', got {job.probability_dtype!r}")
+    look_up(job.probability_dtype, ProbabilityDtype, "probability_dtype")
     if job.instances and job.output_mode != VolumeOutput.LABELS:
         raise ValueError(
             "instances=True needs output_mode='labels' (instances are components of the labelled foreground)"

@@ -25,7 +25,7 @@ from medunet.inference.cost import TileCostModel
 from medunet.inference.precision import amp_default, autocast_dtype, to_channels_last
 from medunet.inference.tiling import TilePlan, default_block_shape, plan_axis_starts, plan_tiles
 from medunet.networks.geometry import UNetGeometry
-from medunet.utils.enums import OutputMode, PaddingMode, VolumeOutput, look_up
+from medunet.utils.enums import OutputMode, PaddingMode, ProbabilityDtype, VolumeOutput, look_up
 from medunet.utils.regions import extract_region, read_region
 from medunet.utils.values import as_bool
 
@@ -429,17 +429,17 @@ class OverlapTileInferer(Inferer):
         return destination
 
 
-def scores_to_volume(scores: torch.Tensor, mode: str | VolumeOutput, probability_dtype: str = "uint8") -> np.ndarray:
+def scores_to_volume(
+    scores: torch.Tensor, mode: str | VolumeOutput, probability_dtype: str | ProbabilityDtype = ProbabilityDtype.UINT8
+) -> np.ndarray:
     """What a volume stores of a block's ``(C, *S)`` float32 scores: ``labels`` (argmax over the channels, uint8, or
     uint16 beyond 256 classes), ``probabilities`` (uint8 0..255 rounded, or float16) or ``logits`` (float32)."""
     kind = look_up(mode, VolumeOutput, "output")
     if kind == VolumeOutput.LABELS:
         return channel_argmax(scores).numpy()
     if kind == VolumeOutput.PROBABILITIES:
-        if probability_dtype == "float16":
+        if look_up(probability_dtype, ProbabilityDtype, "probability_dtype") == ProbabilityDtype.FLOAT16:
             return scores.numpy().astype(np.float16)
-        if probability_dtype != "uint8":
-            raise ValueError(f"probability_dtype must be 'uint8' or 'float16', got {probability_dtype!r}")
         return np.rint(scores.numpy() * 255).astype(np.uint8)
     return scores.numpy()
 

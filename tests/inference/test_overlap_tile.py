@@ -300,5 +300,7 @@ def test_scores_to_volume_modes() -> None:
     np.testing.assert_array_equal(scores_to_volume(scores, "labels"), [1, 0])
     np.testing.assert_array_equal(scores_to_volume(scores, "probabilities"), [[51, 178], [204, 76]])
     assert scores_to_volume(scores, "probabilities", "float16").dtype == np.float16
-    with pytest.raises(ValueError, match="probability_dtype"):
+    with pytest.raises(
+        ValueError, match=r"probability_dtype='int8' is not supported; valid options are 'uint8', 'float16'"
+    ):
         scores_to_volume(scores, "probabilities", "int8")
