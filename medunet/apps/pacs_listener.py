@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pynetdicom import AE, evt
+from pynetdicom.status import Status
 
 from medunet.apps.segmenter import BundleSegmenter, dicom_outputs
 from medunet.io.codecs import storage_contexts
@@ -141,7 +142,7 @@ class PacsListener:
                 entry.folder.mkdir(parents=True, exist_ok=True)
             save_received(event, entry.folder)
             entry.last = time.monotonic()
-        return 0x0000
+        return int(Status.SUCCESS)
 
     def _on_connect(self, event: evt.Event) -> None:
         if self.tcp_nodelay:

@@ -32,6 +32,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
+from pynetdicom.status import STATUS_PENDING, STATUS_SUCCESS, Status, code_to_category
 
 from medunet.io.codecs import decodable_transfer_syntaxes, storage_contexts
 from medunet.utils.enums import QueryLevel, RetrieveMethod, look_up
@@ -267,9 +268,9 @@ class PacsClient:
                 if not status:
                     raise PacsError(f"C-FIND on {self.config.describe()}: no response (timeout)")
                 code = int(status.Status)
-                if code in (0xFF00, 0xFF01) and identifier is not None:
+                if code_to_category(code) == STATUS_PENDING and identifier is not None:  # a match
                     results.append(identifier)
-                elif code != 0:
+                elif code_to_category(code) != STATUS_SUCCESS:
                     raise PacsError(f"C-FIND on {self.config.describe()} failed with status 0x{code:04X}")
         return results
 
@@ -497,7 +498,7 @@ def store_handler(out: str | Path, written: list[Path]) -> Any:
             return STATUS_CANNOT_UNDERSTAND
         with lock:
             written.append(path)
-        return 0x0000
+        return int(Status.SUCCESS)
 
     return on_store
 
@@ -509,7 +510,7 @@ def _check_retrieve(
         raise PacsError(f"{what} of series {series_uid} from {config.describe()}: no response")
     code = int(status.Status)
     failed = int(getattr(status, "NumberOfFailedSuboperations", 0) or 0)
-    if code not in (0x0000, 0xFF00) or failed:
+    if code_to_category(code) not in (STATUS_SUCCESS, STATUS_PENDING) or failed:
         raise PacsError(
             f"{what} of series {series_uid} from {config.describe()} failed (status 0x{code:04X}, {failed} failed)"
         )
