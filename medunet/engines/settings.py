@@ -519,9 +519,8 @@ def check_settings(parser: ConfigParser | None = None, unused: Sequence[str] = (
             continue
         resolver.resolved_content[name] = checked[name]
     _check_together(checked, errors)
-    for name in ("pool_sizes",):
-        if name in checked and name not in errors:
-            resolver.resolved_content[name] = checked[name]
+    if "pool_sizes" in checked and "pool_sizes" not in errors:  # normalised against features and spatial_dims
+        resolver.resolved_content["pool_sizes"] = checked["pool_sizes"]
     if errors:
         lines = [f"  --{name}: {message}" for name, message in errors.items()]
         message = (

@@ -52,8 +52,7 @@ def write_dicom_outputs(
     headers = source_headers(meta["SourceFiles"], meta.get("SOPInstanceUIDs"))
     traced = None
     if contours is not None:
-        spacing = [float(v) for v in headers[0].PixelSpacing]
-        traced = trace_contours(labels, segments, spacing[0] * spacing[1], contours)
+        traced = trace_contours(labels, segments, headers[0].PixelSpacing, contours)
     seg = build_dicom_seg(labels, headers, segments, **seg_kwargs)
     written = [atomic_write(out / f"{name}_seg.dcm", seg.save_as)]
     logger.info(

@@ -145,7 +145,7 @@ def _clean_slice(mask: np.ndarray, min_pixels: float) -> tuple[np.ndarray, int, 
 def trace_contours(
     labels: np.ndarray,
     segments: Sequence[SegmentSpec],
-    pixel_area_mm2: float,
+    pixel_spacing: Sequence[float],
     limits: ContourLimits | None = None,
 ) -> ContourSet:
     """The bounded contours of an ``(x, y, z)`` label volume, slice by slice (see :class:`ContourLimits`).
@@ -153,13 +153,14 @@ def trace_contours(
     Args:
         labels: segment numbers per voxel.
         segments: the segments to trace (absent ones get no entry).
-        pixel_area_mm2: the area of one pixel, for ``min_area_mm2``.
+        pixel_spacing: the two pixel spacings in mm (DICOM's PixelSpacing), for ``min_area_mm2``.
     """
     import cv2
 
     limits = limits or ContourLimits()
     result = ContourSet(limits=limits)
-    min_pixels = limits.min_area_mm2 / pixel_area_mm2
+    rows, columns = (float(v) for v in pixel_spacing)
+    min_pixels = limits.min_area_mm2 / (rows * columns)
     for spec in segments:
         if not (labels == spec.number).any():
             continue
@@ -211,8 +212,7 @@ def build_rtstruct(
 
     _check_shape(labels, source_images)
     if contours is None:
-        spacing = [float(v) for v in source_images[0].PixelSpacing]
-        contours = trace_contours(labels, segments, spacing[0] * spacing[1])
+        contours = trace_contours(labels, segments, source_images[0].PixelSpacing)
     if not contours.writable:
         raise ValueError(contours.summary())
     # rt-utils scales the row direction (along a row: the column index) by PixelSpacing[0], which is the spacing
@@ -279,8 +279,7 @@ def write_rtstruct_for(
         headers = source_headers(meta["SourceFiles"], meta.get("SOPInstanceUIDs"))
     _check_shape(labels, headers)
     if contours is None:
-        spacing = [float(v) for v in headers[0].PixelSpacing]
-        contours = trace_contours(labels, segments, spacing[0] * spacing[1], limits)
+        contours = trace_contours(labels, segments, headers[0].PixelSpacing, limits)
     if not contours.writable:
         logger.warning("no RTSTRUCT %s: %s", Path(output_path).name, contours.summary())
         return None

@@ -91,8 +91,8 @@ def test_specks_and_small_holes_are_left_out_and_counted(tmp_path: Path, caplog:
 def test_contours_are_simplified_within_a_fraction_of_a_pixel() -> None:
     labels = ellipsoid_labels((96, 70, 12))
     segments = [SegmentSpec(1, "lesion")]
-    traced = trace_contours(labels, segments, 1.0, ContourLimits(tolerance_px=0.0))
-    simple = trace_contours(labels, segments, 1.0, ContourLimits(tolerance_px=0.5))
+    traced = trace_contours(labels, segments, (1.0, 1.0), ContourLimits(tolerance_px=0.0))
+    simple = trace_contours(labels, segments, (1.0, 1.0), ContourLimits(tolerance_px=0.5))
     assert simple.n_contours() == traced.n_contours()
     assert simple.n_points() < traced.n_points() / 3
     for full, reduced in zip(traced.contours[1], simple.contours[1]):
