@@ -37,7 +37,7 @@ def inference_bundle(
     parser.read_config(str(configs / "inference.json"))
     parser.read_meta(str(configs / "metadata.json"))
     parser.update({"bundle_root": str(bundle_dir), "ckpt_path": str(checkpoint), **(overrides or {})})
-    check_settings(parser, unused=("input_dir",))
+    check_settings(parser, unused=("input_dir", "ckpt_path"))  # the checkpoint was checked above
     return parser
 
 

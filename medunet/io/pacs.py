@@ -268,9 +268,10 @@ class PacsClient:
                 if not status:
                     raise PacsError(f"C-FIND on {self.config.describe()}: no response (timeout)")
                 code = int(status.Status)
-                if code_to_category(code) == STATUS_PENDING and identifier is not None:  # a match
+                category = code_to_category(code)
+                if category == STATUS_PENDING and identifier is not None:  # a match
                     results.append(identifier)
-                elif code_to_category(code) != STATUS_SUCCESS:
+                elif category != STATUS_SUCCESS:
                     raise PacsError(f"C-FIND on {self.config.describe()} failed with status 0x{code:04X}")
         return results
 

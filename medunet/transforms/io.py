@@ -170,9 +170,8 @@ class SaveDicomSegd(MapTransform):
             segments = segments_from_metadata(metadata)
         self.output_dir, self.segments = output_dir, list(segments)
         self.algorithm_name = algorithm_name
-        self.rtstruct = as_bool(rtstruct, "rtstruct")
-        self.contour_limits = None
-        if self.rtstruct:
+        self.contour_limits = None  # no RTSTRUCT
+        if as_bool(rtstruct, "rtstruct"):
             from medunet.io.rtstruct import ContourLimits
 
             self.contour_limits = ContourLimits(contour_tolerance, contour_min_area, contour_max)
