@@ -115,7 +115,7 @@ def _measure(kind: str, quick: bool, method: str, repeats: int, queue: Any) -> N
 
     def run_fp() -> torch.Tensor:
         if method == "medunet_whole":
-            return OverlapTileInferer(roi_size=(-1,) * case["dims"], **settings)(image, net)
+            return OverlapTileInferer(input_tile=(-1,) * case["dims"], **settings)(image, net)
         if method == "medunet_tiled":
             return OverlapTileInferer(memory_budget=case["budget"], **settings)(image, net)
         if method == "monai_whole":

@@ -140,8 +140,8 @@ def tiled_vs_whole_bf16() -> dict[str, Any]:
     x = torch.randn(1, 1, 300, 300)
     report = {}
     for amp in (False, True):
-        tiled = OverlapTileInferer(roi_size=(284, 284), amp=amp)(x, net)
-        whole = OverlapTileInferer(roi_size=(-1, -1), amp=amp)(x, net)
+        tiled = OverlapTileInferer(input_tile=(284, 284), amp=amp)(x, net)
+        whole = OverlapTileInferer(input_tile=(-1, -1), amp=amp)(x, net)
         scale = whole.abs().max().item()
         report["bf16" if amp else "fp32"] = {
             "max_abs_diff": (tiled - whole).abs().max().item(),

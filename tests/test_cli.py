@@ -94,7 +94,7 @@ def test_blockwise_command_and_bundle_config_segment_a_zarr_volume(tmp_path: Pat
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        channels_last = OverlapTileInferer(roi_size=(124, 124, 124), channels_last=True)  # blockwise's default
+        channels_last = OverlapTileInferer(input_tile=(124, 124, 124), channels_last=True)  # blockwise's default
         expected = channels_last(image, to_channels_last(net))[0].argmax(0).numpy()
     finally:
         torch.set_num_threads(threads)

@@ -48,7 +48,7 @@ from medunet.utils.enums import (
 )
 from medunet.utils.values import as_bool, positive_int, positive_ints, real_number
 
-__all__ = ["SETTINGS", "Setting", "SettingsError", "check_settings", "resolve_device"]
+__all__ = ["RENAMED", "SETTINGS", "Setting", "SettingsError", "check_settings", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -336,9 +336,8 @@ SETTINGS: dict[str, Setting] = {
     "dropout": number(0.0, 1.0, high_open=True),
     "norm": option(NormType, optional=True),
     "pool_sizes": Setting(_optional(_pool_sizes), "integers"),  # checked with features and spatial_dims below
-    "tile_output": tile("[388, 388]"),
-    "val_tile_output": tile("[388, 388]"),
-    "roi_size": tile("[572, 572]", optional=True),
+    "output_tile": tile("[388, 388]"),
+    "val_output_tile": tile("[388, 388]"),
     # training
     "seed": integer(0),
     "epochs": integer(1),
@@ -398,6 +397,14 @@ SETTINGS: dict[str, Setting] = {
 }
 """Every top-level setting of the bundle configs, in the order they are checked."""
 
+RENAMED = {
+    "tile_output": "output_tile: the output tile of a training sample or an inference tile, in output voxels",
+    "val_tile_output": "val_output_tile: the output tile of validation inference, in output voxels",
+    "roi_size": "output_tile: the output tile, in output voxels (the input tile is output_tile + 2 * margin; "
+    "`medunet geometry --output ...` prints it)",
+}
+"""Settings of earlier versions that a user's overlay or command line may still give, and what replaced each."""
+
 
 def _resolver_on_stack() -> ReferenceResolver:
     """The resolver of the config being resolved: MONAI gives an expression no name for it."""
@@ -415,28 +422,7 @@ def _resolver_on_stack() -> ReferenceResolver:
 
 def _valid_outputs(geometry: UNetGeometry, tile: Sequence[int], name: str) -> None:
     """Refuses an output tile the network cannot produce, naming the nearest output tiles it can."""
-    if len(tile) != geometry.spatial_dims:
-        raise ValueError(f"{name}={list(tile)} has {len(tile)} axes, the network has {geometry.spatial_dims}")
-    problems = []
-    for d, (axis, size) in enumerate(zip(geometry.axes, tile)):
-        if not axis.is_valid(size + 2 * axis.margin):
-            low, high = axis.nearest_valid(size + 2 * axis.margin)
-            sizes = [s - 2 * axis.margin for s in (low, high) if s is not None and s - 2 * axis.margin >= 1]
-            problems.append(f"axis {d}: {size} (nearest valid: {' and '.join(map(str, sizes))})")
-    if problems:
-        raise ValueError(
-            f"{name}={list(tile)} is not an output tile of this network ({'; '.join(problems)}); valid output sizes "
-            f"are input sizes less {[2 * m for m in geometry.margin]}, spaced by the pooling strides {geometry.stride}"
-        )
-
-
-def _valid_inputs(geometry: UNetGeometry, tile: Sequence[int], name: str) -> None:
-    if len(tile) != geometry.spatial_dims:
-        raise ValueError(f"{name}={list(tile)} has {len(tile)} axes, the network has {geometry.spatial_dims}")
-    try:
-        geometry.check_input_shape(tile)
-    except ValueError as err:
-        raise ValueError(f"{name}={list(tile)}: {err}") from None
+    geometry.input_tile_for(tile, name)
 
 
 def _check_together(checked: dict[str, Any], errors: dict[str, str]) -> None:
@@ -451,9 +437,8 @@ def _check_together(checked: dict[str, Any], errors: dict[str, str]) -> None:
             errors["pool_sizes"] = str(err)
             geometry = None
         rules: list[tuple[str, Callable[[UNetGeometry, Sequence[int], str], None]]] = [
-            ("tile_output", _valid_outputs),
-            ("val_tile_output", _valid_outputs),
-            ("roi_size", _valid_inputs),
+            ("output_tile", _valid_outputs),
+            ("val_output_tile", _valid_outputs),
         ]
         for key, rule in rules:
             if geometry is not None and checked.get(key) is not None and key not in errors:
@@ -503,7 +488,11 @@ def check_settings(parser: ConfigParser | None = None, unused: Sequence[str] = (
     else:
         resolver = _resolver_on_stack()
     checked: dict[str, Any] = {}
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = {
+        old: f"{old} is no longer a setting (it would be ignored); use {new}"
+        for old, new in RENAMED.items()
+        if old in resolver.items
+    }
     for name, setting in SETTINGS.items():
         if name not in resolver.items or name in unused:
             continue

@@ -1,7 +1,7 @@
 """Exact overlap-tile inference for valid-convolution networks."""
 
 from medunet.inference.cost import TileCostModel
-from medunet.inference.overlap_tile import OverlapTileInferer, channel_argmax, scores_to_volume
+from medunet.inference.overlap_tile import NetworkCall, OverlapTileInferer, channel_argmax, scores_to_volume
 from medunet.inference.precision import (
     AutocastInferer,
     amp_default,
@@ -10,10 +10,13 @@ from medunet.inference.precision import (
     cpu_has_native_bf16,
     to_channels_last,
 )
-from medunet.inference.tiling import TilePlan, plan_axis_starts, plan_tiles
+from medunet.inference.streaming import predict_region, predict_to
+from medunet.inference.tiling import BlockGrid, TilePlan, placement, plan_axis_starts, plan_tiles
 
 __all__ = [
     "AutocastInferer",
+    "BlockGrid",
+    "NetworkCall",
     "OverlapTileInferer",
     "TileCostModel",
     "TilePlan",
@@ -22,8 +25,11 @@ __all__ = [
     "channel_argmax",
     "channels_last_default",
     "cpu_has_native_bf16",
+    "placement",
     "plan_axis_starts",
     "plan_tiles",
+    "predict_region",
+    "predict_to",
     "scores_to_volume",
     "to_channels_last",
 ]

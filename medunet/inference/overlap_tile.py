@@ -4,7 +4,9 @@ The paper's overlap-tile strategy (Ronneberger et al. 2015, Fig. 2): the image i
 borders by mirroring, cut into input tiles placed on the pooling grid, and the output tiles are put
 side by side. For a network in eval mode without instance normalisation the result equals one pass
 over the whole mirror-extended image (see :mod:`medunet.inference.tiling` for why MONAI's
-``sliding_window_inference`` cannot do this).
+``sliding_window_inference`` cannot do this). The out-of-core path (a region or a whole volume that is not in
+memory) is :mod:`medunet.inference.streaming`; both run their tiles through :meth:`OverlapTileInferer.run_tiles`
+and average flips with :meth:`OverlapTileInferer.over_flips`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import itertools
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,13 +26,13 @@ from torch import nn
 
 from medunet.inference.cost import TileCostModel
 from medunet.inference.precision import amp_default, autocast_dtype, to_channels_last
-from medunet.inference.tiling import TilePlan, default_block_shape, plan_axis_starts, plan_tiles
+from medunet.inference.tiling import TilePlan, placement, plan_tiles
 from medunet.networks.geometry import UNetGeometry
 from medunet.utils.enums import OutputMode, PaddingMode, ProbabilityDtype, VolumeOutput, look_up
-from medunet.utils.regions import extract_region, read_region
+from medunet.utils.regions import extract_region
 from medunet.utils.values import as_bool
 
-__all__ = ["OverlapTileInferer", "channel_argmax", "scores_to_volume"]
+__all__ = ["NetworkCall", "OverlapTileInferer", "channel_argmax", "scores_to_volume"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +58,27 @@ def _unwrap(network: Callable[..., torch.Tensor]) -> Any:
     return net
 
 
+@dataclass(frozen=True)
+class NetworkCall:
+    """How the network is called for one inference: the network and its extra arguments, the device it runs on
+    (``sw_device``), the device its output tiles go to (``out_device``) and whether autocast is on."""
+
+    network: Callable[..., torch.Tensor]
+    sw_device: torch.device
+    out_device: torch.device
+    amp: bool
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] | None = None
+
+
 class OverlapTileInferer(Inferer):
     """Tiles on the pooling grid, mirror-extended borders, optional flip TTA; output = input's spatial size.
 
     Args:
-        roi_size: input tile size (a valid network input per axis; non-positive entries mean the whole image
-            along that axis). ``None``: chosen by the planner, the tile with the least total computation
-            that fits ``memory_budget``.
+        input_tile: input tile size (a valid network input per axis; non-positive entries mean the whole image
+            along that axis).
+        output_tile: or the output tile size (a size the network produces per axis); give one of the two. Neither:
+            chosen by the planner, the tile with the least total computation that fits ``memory_budget``.
         sw_batch_size: tiles per network call.
         padding_mode: border extension, see :class:`medunet.utils.enums.PaddingMode` (``"symmetric"``, the
             paper's mirroring, by default).
@@ -90,7 +107,7 @@ class OverlapTileInferer(Inferer):
 
     def __init__(
         self,
-        roi_size: Sequence[int] | int | None = None,
+        input_tile: Sequence[int] | int | None = None,
         sw_batch_size: int = 1,
         padding_mode: str | PaddingMode = PaddingMode.SYMMETRIC,
         flip_axes: Sequence[int] = (),
@@ -102,13 +119,20 @@ class OverlapTileInferer(Inferer):
         amp: bool | None = None,
         geometry: UNetGeometry | None = None,
         channels_last: bool = False,
+        output_tile: Sequence[int] | int | None = None,
     ) -> None:
         super().__init__()
         if sw_batch_size < 1:
             raise ValueError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
         if memory_budget is not None and memory_budget <= 0:
             raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
-        self.roi_size = roi_size
+        if input_tile is not None and output_tile is not None:
+            raise ValueError(
+                f"input_tile={input_tile} and output_tile={output_tile} both given; give one (the other follows "
+                "from the network's margin)"
+            )
+        self.input_tile = input_tile
+        self.output_tile = output_tile
         self.sw_batch_size = int(sw_batch_size)
         self.padding_mode = look_up(padding_mode, PaddingMode, "padding_mode")
         self.flip_axes = tuple(int(a) for a in flip_axes)
@@ -123,7 +147,8 @@ class OverlapTileInferer(Inferer):
         self.geometry = geometry
         self.channels_last = as_bool(channels_last, "channels_last")
 
-    def _geometry(self, network: Callable[..., torch.Tensor]) -> tuple[UNetGeometry, Any]:
+    def network_geometry(self, network: Callable[..., torch.Tensor]) -> tuple[UNetGeometry, Any]:
+        """The geometry the tiles are planned with, and the module that carries it (through ``.module`` wrappers)."""
         net = _unwrap(network)
         geometry = self.geometry if self.geometry is not None else getattr(net, "geometry", None)
         if not isinstance(geometry, UNetGeometry):
@@ -133,7 +158,14 @@ class OverlapTileInferer(Inferer):
             )
         return geometry, net
 
-    def _amp(self, sw_device: torch.device) -> bool:
+    def network_device(self, given: torch.device | str | None = None) -> torch.device:
+        """Where the network runs: ``given``, else the inferer's ``sw_device``, else the CPU."""
+        if given is not None:
+            return torch.device(given)
+        return self.sw_device or torch.device("cpu")
+
+    def uses_amp(self, sw_device: torch.device) -> bool:
+        """Whether autocast is on for a network on ``sw_device`` (the ``amp`` argument, else the device's default)."""
         return self.amp if self.amp is not None else amp_default(sw_device)
 
     def plan(
@@ -143,43 +175,32 @@ class OverlapTileInferer(Inferer):
 
         The memory estimate counts 2 bytes per activation when AMP is on (float16 / bfloat16), 4 otherwise.
         """
-        device = sw_device or self.sw_device or torch.device("cpu")
-        geometry, net = self._geometry(network)
-        roi = (self.roi_size,) * geometry.spatial_dims if isinstance(self.roi_size, int) else self.roi_size
+        device = self.network_device(sw_device)
+        geometry, net = self.network_geometry(network)
+        dims = geometry.spatial_dims
+        tile = self.input_tile
+        if self.output_tile is not None:
+            wanted = (self.output_tile,) * dims if isinstance(self.output_tile, int) else self.output_tile
+            tile = geometry.input_tile_for(wanted)
+        elif isinstance(tile, int):
+            tile = (tile,) * dims
         cost = None
         if getattr(net, "features", None) is not None:
-            dtype = autocast_dtype(device) if self._amp(device) else torch.float32
+            dtype = autocast_dtype(device) if self.uses_amp(device) else torch.float32
             cost = TileCostModel.for_network(net, dtype, geometry)
         budget = self.memory_budget
-        if roi is None and budget is None and cost is not None:
+        if tile is None and budget is None and cost is not None:
             budget = _default_memory_budget(device)
         return plan_tiles(
-            geometry, image_shape, roi_size=roi, cost=cost, memory_budget=budget, batch_size=self.sw_batch_size
+            geometry, image_shape, input_tile=tile, cost=cost, memory_budget=budget, batch_size=self.sw_batch_size
         )
 
     def __call__(
         self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any
     ) -> torch.Tensor:
-        geometry, net = self._geometry(network)
+        geometry, net = self.network_geometry(network)
         dims = geometry.spatial_dims
-        if inputs.ndim != dims + 2:
-            raise ValueError(
-                f"inputs must be (B, C, {', '.join('S' * dims)}) for a {dims}D network, got shape {tuple(inputs.shape)}"
-            )
-        if inputs.shape[0] == 0 or inputs.shape[1] == 0:
-            raise ValueError(
-                f"inputs of shape {tuple(inputs.shape)} hold no image: the inferer takes (B, C, {', '.join('S' * dims)}) "
-                "with at least one image (B >= 1) of at least one channel (C >= 1)"
-            )
-        if 0 in inputs.shape[2:]:
-            raise ValueError(
-                f"inputs have an empty spatial axis (shape {tuple(inputs.shape)}); there is nothing to segment"
-            )
-        if not torch.is_floating_point(inputs):
-            raise ValueError(
-                f"inputs are {inputs.dtype}, the network takes floating-point images; convert them and scale the "
-                "intensities as in training (the bundles' IntensityPreset), e.g. image.float() / 255 for 8-bit microscopy"
-            )
+        _check_inputs(inputs, dims)
         if any(a >= dims for a in self.flip_axes):
             raise ValueError(f"flip_axes {self.flip_axes} must be spatial axes in [0, {dims - 1}]")
         if any(isinstance(m, nn.modules.instancenorm._InstanceNorm) for m in getattr(net, "modules", list)()):
@@ -187,50 +208,41 @@ class OverlapTileInferer(Inferer):
                 "the network uses instance normalisation, whose statistics depend on the tile: the tiled result "
                 "differs from a whole-image pass (use norm=None or 'batch' for exact tiling)"
             )
-        sw_device = self.sw_device or inputs.device
-        device = self.device or inputs.device
-        amp = self._amp(sw_device)
+        sw_device = self.network_device(self.sw_device or inputs.device)
+        call = NetworkCall(network, sw_device, self.device or inputs.device, self.uses_amp(sw_device), args, kwargs)
         plan = self.plan(inputs.shape[2:], network, sw_device)
         logger.debug("overlap-tile plan: %s", plan)
-
         image = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
-        flips = [tuple(d + 2 for d in subset) for subset in self._flips()]
-        result: torch.Tensor | None = None
+
+        def flipped(flip: tuple[int, ...]) -> torch.Tensor:
+            axes = [d + 2 for d in flip]
+            out = self._tiled(image.flip(axes) if flip else image, plan, call)
+            return out.flip(axes) if flip else out
+
         with torch.inference_mode():
-            for flip in flips:
-                x = image.flip(flip) if flip else image
-                out = self._tiled(x, network, plan, sw_device, device, amp, args, kwargs)
-                if flip:
-                    out = out.flip(flip)
-                result = out if result is None else result.add_(out)
-            assert result is not None
-            if len(flips) > 1:
-                result.div_(len(flips))
+            result = self.over_flips(flipped)
         if isinstance(inputs, MetaTensor):
             meta_out = MetaTensor(result)
             meta_out.copy_meta_from(inputs)
             return meta_out
         return result
 
-    def _flips(self) -> list[tuple[int, ...]]:
-        """Every subset of ``flip_axes`` (spatial axes), the empty one (no flip) first."""
-        return [
+    def over_flips(self, predict: Callable[[tuple[int, ...]], torch.Tensor]) -> torch.Tensor:
+        """Flip test-time augmentation: the mean of ``predict(flip)`` over every subset of ``flip_axes`` (spatial
+        axes; the empty one, no flip, first), where ``predict`` returns its result in the unflipped orientation."""
+        subsets = [
             tuple(subset)
             for k in range(len(self.flip_axes) + 1)
             for subset in itertools.combinations(self.flip_axes, k)
         ]
+        result = predict(subsets[0])
+        for flip in subsets[1:]:
+            result.add_(predict(flip))
+        if len(subsets) > 1:
+            result.div_(len(subsets))
+        return result
 
-    def _tiled(
-        self,
-        image: torch.Tensor,
-        network: Callable[..., torch.Tensor],
-        plan: TilePlan,
-        sw_device: torch.device,
-        device: torch.device,
-        amp: bool,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> torch.Tensor:
+    def _tiled(self, image: torch.Tensor, plan: TilePlan, call: NetworkCall) -> torch.Tensor:
         batch = image.shape[0]
         units = [(b, start) for b in range(batch) for start in plan.tile_starts()]
         output: list[torch.Tensor] = []
@@ -245,29 +257,26 @@ class OverlapTileInferer(Inferer):
             b, start = unit
             if not output:
                 output.append(
-                    torch.empty((batch, tile_out.shape[0], *plan.image_shape), dtype=torch.float32, device=device)
+                    torch.empty(
+                        (batch, tile_out.shape[0], *plan.image_shape), dtype=torch.float32, device=call.out_device
+                    )
                 )
-            dst, src = _placement(start, plan.output_tile, (0,) * len(start), plan.image_shape)
+            dst, src = placement(start, plan.output_tile, (0,) * len(start), plan.image_shape)
             output[0][b][(slice(None), *dst)] = tile_out[(slice(None), *src)]
 
-        self._run_tiles(units, read, write, network, sw_device, device, amp, args, kwargs)
+        self.run_tiles(units, read, write, call)
         return output[0]
 
-    def _run_tiles(
+    def run_tiles(
         self,
         units: Sequence[Any],
         read: Callable[[Any], torch.Tensor],
         write: Callable[[Any, torch.Tensor], None],
-        network: Callable[..., torch.Tensor],
-        sw_device: torch.device,
-        device: torch.device,
-        amp: bool,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        call: NetworkCall,
     ) -> None:
-        """Runs the network on the input tile of every unit, ``sw_batch_size`` at a time, and hands each output
-        tile (float32, ``(C_out, *output_tile)``, on ``device``; softmax applied for ``output="probabilities"``)
-        to ``write``."""
+        """Runs the network on the input tile ``read(unit)`` of every unit, ``sw_batch_size`` at a time, and hands
+        each output tile (float32, ``(C_out, *output_tile)``, on ``call.out_device``; softmax applied for
+        ``output="probabilities"``) to ``write(unit, tile)``."""
         chunks: Iterator[Sequence[Any]] = (
             units[i : i + self.sw_batch_size] for i in range(0, len(units), self.sw_batch_size)
         )
@@ -275,158 +284,41 @@ class OverlapTileInferer(Inferer):
             from tqdm.auto import tqdm
 
             chunks = tqdm(chunks, total=-(-len(units) // self.sw_batch_size), desc="overlap-tile", unit="batch")
+        sw_device = call.sw_device
         non_blocking = sw_device.type == "cuda"
         for chunk in chunks:
             tiles = torch.stack([read(unit) for unit in chunk]).to(sw_device, non_blocking=non_blocking)
             if self.channels_last:
                 tiles = to_channels_last(tiles)
-            with torch.autocast(device_type=sw_device.type, dtype=autocast_dtype(sw_device), enabled=amp):
-                pred = network(tiles, *args, **kwargs)
-            pred = pred.float().to(device)
+            with torch.autocast(device_type=sw_device.type, dtype=autocast_dtype(sw_device), enabled=call.amp):
+                pred = call.network(tiles, *call.args, **(call.kwargs or {}))
+            pred = pred.float().to(call.out_device)
             if self.output == OutputMode.PROBABILITIES:
                 pred = _softmax(pred)
             for unit, tile_out in zip(chunk, pred):
                 write(unit, tile_out)
 
-    def predict_region(
-        self,
-        source: Any,
-        start: Sequence[int],
-        size: Sequence[int],
-        network: Callable[..., torch.Tensor],
-        image_shape: Sequence[int] | None = None,
-        plan: TilePlan | None = None,
-        transform: Callable[[np.ndarray], np.ndarray] | None = None,
-        sw_device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """The inferer's output on the region ``[start, start + size)`` of an image that need not be in memory.
 
-        Only the region's input context is read from ``source`` (a zarr array, a memmap, a NumPy array; mirrored
-        beyond the image border as by ``__call__``). The tiles are those of ``plan`` (default: the plan this
-        inferer makes for the whole image, so the same tile size), placed on the pooling grid of the whole
-        image, so the result is **bit-identical** to the same region of ``__call__`` on the whole image (in
-        float32: the network computes every output voxel from the same input at the same place in a tile of the
-        same size). Regions can therefore be computed separately, in any order, in any process.
-
-        Args:
-            source: the image without batch axis, ``(C, *S)``.
-            start, size: the output region (spatial voxels).
-            image_shape: ``S`` (default: read from ``source``).
-            plan: the whole image's tile plan (default: ``self.plan(S, network)``).
-            transform: applied to every block read from ``source`` before the network (voxel-wise intensity
-                scaling; it must not depend on the block, e.g. no per-block statistics). Default: float32.
-            sw_device: device the network runs on (default: the inferer's, else the CPU).
-
-        Returns:
-            ``(C_out, *size)`` float32 on the CPU: logits, or probabilities with ``output="probabilities"``
-            (averaged over flips as ``__call__`` does).
-        """
-        geometry, _ = self._geometry(network)
-        shape = tuple(int(s) for s in (image_shape or source.shape[1:]))
-        start, size = tuple(int(s) for s in start), tuple(int(s) for s in size)
-        if len(shape) != geometry.spatial_dims or len(start) != len(shape) or len(size) != len(shape):
-            raise ValueError(
-                f"region start {start} / size {size} and image shape {shape} must have one entry per spatial axis of "
-                f"the {geometry.spatial_dims}D network"
-            )
-        if any(s < 0 or n < 1 or s + n > d for s, n, d in zip(start, size, shape)):
-            raise ValueError(f"region start {start}, size {size} is not inside the image of shape {shape}")
-        device = torch.device(sw_device) if sw_device is not None else self.sw_device or torch.device("cpu")
-        plan = plan or self.plan(shape, network, device)
-        amp = self._amp(device)
-        cpu = torch.device("cpu")
-        to_float = transform or (lambda block: block.astype(np.float32))
-        result: torch.Tensor | None = None
-        flips = self._flips()
-        with torch.inference_mode():
-            for flip in flips:
-                # The region in the flipped image's coordinates, whose pooling grid starts at its own first voxel.
-                f_start = tuple(d - s - n if a in flip else s for a, (s, n, d) in enumerate(zip(start, size, shape)))
-                starts = [
-                    [a0 + t for t in plan_axis_starts(s + n - a0, o, p)]
-                    for s, n, o, p in zip(f_start, size, plan.output_tile, geometry.stride)
-                    for a0 in [s // p * p]
-                ]
-                lo = [st[0] - m for st, m in zip(starts, plan.margin)]
-                hi = [st[-1] - m + t for st, m, t in zip(starts, plan.margin, plan.input_tile)]
-                # Read the context once, in the source's orientation, then flip it (mirror extension commutes
-                # with flipping: the flipped image's extension is the flipped extension).
-                o_lo = [d - h if a in flip else lo_ for a, (lo_, h, d) in enumerate(zip(lo, hi, shape))]
-                context = torch.from_numpy(
-                    np.ascontiguousarray(
-                        to_float(read_region(source, o_lo, [h - low for h, low in zip(hi, lo)], self.padding_mode))
-                    )
-                )
-                if flip:
-                    context = context.flip([a + 1 for a in flip])
-                out = torch.empty((0,))
-
-                def read(
-                    tile_start: tuple[int, ...], context: torch.Tensor = context, lo: list[int] = lo
-                ) -> torch.Tensor:
-                    index = tuple(
-                        slice(s - m - low, s - m - low + t)
-                        for s, m, low, t in zip(tile_start, plan.margin, lo, plan.input_tile)
-                    )
-                    return context[(slice(None), *index)]
-
-                def write(
-                    tile_start: tuple[int, ...], tile_out: torch.Tensor, f_start: tuple[int, ...] = f_start
-                ) -> None:
-                    nonlocal out
-                    if out.ndim == 1:
-                        out = torch.empty((tile_out.shape[0], *size), dtype=torch.float32)
-                    dst, src = _placement(tile_start, plan.output_tile, f_start, size)
-                    out[(slice(None), *dst)] = tile_out[(slice(None), *src)]
-
-                units = list(itertools.product(*starts))
-                self._run_tiles(units, read, write, network, device, cpu, amp, (), {})
-                if flip:
-                    out = out.flip([a + 1 for a in flip])
-                result = out if result is None else result.add_(out)
-            assert result is not None
-            if len(flips) > 1:
-                result.div_(len(flips))
-        return result
-
-    def predict_to(
-        self,
-        source: Any,
-        destination: Any,
-        network: Callable[..., torch.Tensor],
-        block_shape: Sequence[int] | None = None,
-        transform: Callable[[np.ndarray], np.ndarray] | None = None,
-        convert: Callable[[torch.Tensor], np.ndarray] | None = None,
-        sw_device: torch.device | str | None = None,
-    ) -> Any:
-        """Streams the inferer's output on a whole image into ``destination``, block by block (one process).
-
-        Each block's input context is read from ``source`` (``(C, *S)``: a zarr array, memmap or NumPy array) and its
-        result written into its disjoint region of ``destination`` (a NumPy memmap, a zarr array; indexed
-        ``destination[..., *block]``, so ``(C_out, *S)`` for scores or ``(*S)`` for labels). Peak memory is one
-        block's input context and scores plus the tile plan's budget, whatever the image's size. The result is
-        bit-identical to ``__call__`` (see :meth:`predict_region`).
-
-        Args:
-            block_shape: output block (default: :func:`~medunet.inference.tiling.default_block_shape`, one tile each).
-            convert: maps a block's ``(C_out, *block)`` float32 scores to what is stored, e.g.
-                :func:`scores_to_volume` for labels (default: the scores in the destination's dtype).
-
-        Returns:
-            ``destination``.
-        """
-        geometry, _ = self._geometry(network)
-        shape = tuple(int(s) for s in source.shape[1:])
-        device = torch.device(sw_device) if sw_device is not None else self.sw_device or torch.device("cpu")
-        plan = self.plan(shape, network, device)
-        block = tuple(block_shape) if block_shape else default_block_shape(plan, geometry.stride)
-        dtype = np.dtype(destination.dtype)
-        to_array = convert or (lambda scores: scores.numpy().astype(dtype, copy=False))
-        for start in itertools.product(*(range(0, s, b) for s, b in zip(shape, block))):
-            size = tuple(min(b, s - i) for i, b, s in zip(start, block, shape))
-            scores = self.predict_region(source, start, size, network, shape, plan, transform, device)
-            destination[(Ellipsis, *(slice(i, i + n) for i, n in zip(start, size)))] = to_array(scores)
-        return destination
+def _check_inputs(inputs: torch.Tensor, dims: int) -> None:
+    """Refuses inputs the inferer cannot segment, naming the shape or dtype and what it takes."""
+    if inputs.ndim != dims + 2:
+        raise ValueError(
+            f"inputs must be (B, C, {', '.join('S' * dims)}) for a {dims}D network, got shape {tuple(inputs.shape)}"
+        )
+    if inputs.shape[0] == 0 or inputs.shape[1] == 0:
+        raise ValueError(
+            f"inputs of shape {tuple(inputs.shape)} hold no image: the inferer takes (B, C, {', '.join('S' * dims)}) "
+            "with at least one image (B >= 1) of at least one channel (C >= 1)"
+        )
+    if 0 in inputs.shape[2:]:
+        raise ValueError(
+            f"inputs have an empty spatial axis (shape {tuple(inputs.shape)}); there is nothing to segment"
+        )
+    if not torch.is_floating_point(inputs):
+        raise ValueError(
+            f"inputs are {inputs.dtype}, the network takes floating-point images; convert them and scale the "
+            "intensities as in training (the bundles' IntensityPreset), e.g. image.float() / 255 for 8-bit microscopy"
+        )
 
 
 def scores_to_volume(
@@ -469,16 +361,3 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
     is computed by the same code path whatever its position: the result of a voxel is then the same in a tile,
     a region or the whole image (bit-identical regions, see ``predict_region``)."""
     return torch.softmax(logits.movedim(1, -1), dim=-1).movedim(-1, 1)
-
-
-def _placement(
-    tile_start: Sequence[int], output_tile: Sequence[int], region_start: Sequence[int], region_size: Sequence[int]
-) -> tuple[list[slice], list[slice]]:
-    """Where an output tile starting at ``tile_start`` lands in a region ``[region_start, + region_size)``: the
-    destination slices in the region and the source slices in the tile (the tile clipped to the region)."""
-    dst, src = [], []
-    for t, o, r, n in zip(tile_start, output_tile, region_start, region_size):
-        a, b = max(t, r), min(t + o, r + n)
-        dst.append(slice(a - r, b - r))
-        src.append(slice(a - t, b - t))
-    return dst, src

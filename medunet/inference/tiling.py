@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from medunet.inference.cost import TileCostModel
 from medunet.networks.geometry import UNetGeometry
 
-__all__ = ["TilePlan", "default_block_shape", "plan_axis_starts", "plan_tiles"]
+__all__ = ["BlockGrid", "TilePlan", "placement", "plan_axis_starts", "plan_tiles"]
 
 
 def plan_axis_starts(image_size: int, output_tile: int, stride: int) -> list[int]:
@@ -44,7 +44,7 @@ def plan_axis_starts(image_size: int, output_tile: int, stride: int) -> list[int
     if output_tile < stride:
         raise ValueError(
             f"output tile {output_tile} is smaller than the pooling stride {stride}; tiles on the pooling "
-            "grid would leave gaps. Use a larger tile (roi_size)."
+            "grid would leave gaps. Use a larger tile (input_tile / output_tile)."
         )
     last = math.ceil((image_size - output_tile) / stride) * stride  # smallest aligned start reaching the end
     step = (output_tile // stride) * stride  # largest aligned step with no gap
@@ -65,6 +65,7 @@ class TilePlan:
         margin: per-axis margin (input voxels lost on each side).
         starts: per axis, the output start positions (image coordinates, multiples of the stride); the
             tile's input starts ``margin`` voxels earlier.
+        stride: per-axis pooling stride, the grid the tiles start on.
     """
 
     image_shape: tuple[int, ...]
@@ -72,6 +73,7 @@ class TilePlan:
     output_tile: tuple[int, ...]
     margin: tuple[int, ...]
     starts: tuple[tuple[int, ...], ...]
+    stride: tuple[int, ...]
 
     @property
     def num_tiles(self) -> int:
@@ -81,14 +83,78 @@ class TilePlan:
         """Output start of every tile, in C order."""
         return list(itertools.product(*self.starts))
 
+    def default_block_shape(self) -> tuple[int, ...]:
+        """The output block computed by one tile: the output tile rounded down to the pooling stride (at least one
+        stride), and no larger than the image rounded up to the stride. Blocks of this shape, placed on the grid,
+        each need one tile (streamed and blockwise inference)."""
+        return tuple(
+            min(max(o // p * p, p), math.ceil(s / p) * p)
+            for o, p, s in zip(self.output_tile, self.stride, self.image_shape)
+        )
 
-def default_block_shape(plan: TilePlan, stride: Sequence[int]) -> tuple[int, ...]:
-    """The output block computed by one tile of ``plan``: its output size rounded down to the pooling ``stride``
-    (at least one stride), and no larger than the image rounded up to the stride. Blocks of this shape, placed on
-    the grid, each need one tile (streamed and blockwise inference)."""
-    return tuple(
-        min(max(o // p * p, p), math.ceil(s / p) * p) for o, p, s in zip(plan.output_tile, stride, plan.image_shape)
-    )
+    def region_starts(self, start: Sequence[int], size: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+        """Per axis, the output starts of the tiles that compute the output region ``[start, start + size)``.
+
+        The tiles are this plan's tile size placed on the pooling grid of the whole image (from the grid point at
+        or below ``start``, spread as :func:`plan_axis_starts` spreads them), so every output voxel is computed
+        from the same input at the same place in a tile of the same size as in the whole-image pass."""
+        return tuple(
+            tuple(a0 + t for t in plan_axis_starts(s + n - a0, o, p))
+            for s, n, o, p in zip(start, size, self.output_tile, self.stride)
+            for a0 in [s // p * p]
+        )
+
+    def context(self, starts: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The input context ``[low, high)`` (image coordinates, beyond the border where tiles reach over it) that
+        tiles with the per-axis output ``starts`` read."""
+        low = tuple(st[0] - m for st, m in zip(starts, self.margin))
+        high = tuple(st[-1] - m + t for st, m, t in zip(starts, self.margin, self.input_tile))
+        return low, high
+
+
+def placement(
+    tile_start: Sequence[int], output_tile: Sequence[int], region_start: Sequence[int], region_size: Sequence[int]
+) -> tuple[list[slice], list[slice]]:
+    """Where an output tile starting at ``tile_start`` lands in a region ``[region_start, + region_size)``: the
+    destination slices in the region and the source slices in the tile (the tile clipped to the region)."""
+    dst, src = [], []
+    for t, o, r, n in zip(tile_start, output_tile, region_start, region_size):
+        a, b = max(t, r), min(t + o, r + n)
+        dst.append(slice(a - r, b - r))
+        src.append(slice(a - t, b - t))
+    return dst, src
+
+
+@dataclass(frozen=True)
+class BlockGrid:
+    """An image cut into blocks of ``block_shape`` from its first voxel (the last blocks clipped to the image): the
+    units of streamed and blockwise inference and of blockwise instance labelling."""
+
+    image_shape: tuple[int, ...]
+    block_shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.block_shape) != len(self.image_shape) or min(self.block_shape, default=1) < 1:
+            raise ValueError(
+                f"block shape {tuple(self.block_shape)} needs one positive entry per axis of the image "
+                f"{tuple(self.image_shape)}"
+            )
+
+    def blocks(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """``(start, size)`` of every block, in C order."""
+        ranges = [range(0, s, b) for s, b in zip(self.image_shape, self.block_shape)]
+        return [
+            (start, tuple(min(b, s - i) for i, b, s in zip(start, self.block_shape, self.image_shape)))
+            for start in itertools.product(*ranges)
+        ]
+
+    def __len__(self) -> int:
+        return math.prod(-(-s // b) for s, b in zip(self.image_shape, self.block_shape))
+
+    @staticmethod
+    def slices(start: Sequence[int], size: Sequence[int]) -> tuple[slice, ...]:
+        """The index of the block ``[start, start + size)``."""
+        return tuple(slice(s, s + n) for s, n in zip(start, size))
 
 
 def _whole_image_tile(geometry: UNetGeometry, image_shape: Sequence[int]) -> tuple[int, ...]:
@@ -98,21 +164,21 @@ def _whole_image_tile(geometry: UNetGeometry, image_shape: Sequence[int]) -> tup
 def plan_tiles(
     geometry: UNetGeometry,
     image_shape: Sequence[int],
-    roi_size: Sequence[int] | None = None,
+    input_tile: Sequence[int] | None = None,
     cost: TileCostModel | None = None,
     memory_budget: int | None = None,
     batch_size: int = 1,
 ) -> TilePlan:
     """Chooses the input tile size and the tile positions for one image.
 
-    With ``roi_size`` given, that tile is used (clamped to what covers the whole image; non-positive
+    With ``input_tile`` given, that tile is used (clamped to what covers the whole image; non-positive
     entries mean "the whole image along that axis"). Otherwise the planner picks, among the valid tile
     sizes whose peak memory (by ``cost``, for ``batch_size`` tiles) fits ``memory_budget`` bytes, the one with
     the least total arithmetic (tiles x multiply-accumulates per tile), preferring larger tiles on ties; with
     no budget or no cost model the whole image is one tile.
 
     Raises:
-        ValueError: an invalid ``roi_size`` (with the nearest valid sizes), or a budget too small for the
+        ValueError: an invalid ``input_tile`` (with the nearest valid sizes), or a budget too small for the
             smallest usable tile.
     """
     image_shape = tuple(int(s) for s in image_shape)
@@ -123,23 +189,23 @@ def plan_tiles(
     whole = _whole_image_tile(geometry, image_shape)
     margin = geometry.margin
 
-    if roi_size is not None:
-        roi = tuple(int(r) for r in roi_size)
-        if len(roi) != geometry.spatial_dims:
-            raise ValueError(f"roi_size {roi} must have {geometry.spatial_dims} entries")
-        roi = tuple(w if r <= 0 else r for r, w in zip(roi, whole))
-        bad = [(d, r) for d, (r, a) in enumerate(zip(roi, geometry.axes)) if not a.is_valid(r)]
+    if input_tile is not None:
+        wanted = tuple(int(r) for r in input_tile)
+        if len(wanted) != geometry.spatial_dims:
+            raise ValueError(f"input_tile {wanted} must have {geometry.spatial_dims} entries")
+        wanted = tuple(w if r <= 0 else r for r, w in zip(wanted, whole))
+        bad = [(d, r) for d, (r, a) in enumerate(zip(wanted, geometry.axes)) if not a.is_valid(r)]
         if bad:
             details = "; ".join(f"axis {d}: {geometry.axes[d].invalid_message(r)}" for d, r in bad)
-            raise ValueError(f"roi_size {roi} is not a valid input tile for this network: {details}")
-        tile = tuple(min(r, w) for r, w in zip(roi, whole))
+            raise ValueError(f"input_tile {wanted} is not a valid input tile for this network: {details}")
+        tile = tuple(min(r, w) for r, w in zip(wanted, whole))
     elif memory_budget is None or cost is None:
         tile = whole
     else:
         tile = _best_tile(cost, image_shape, memory_budget, batch_size)
     out = tuple(t - 2 * m for t, m in zip(tile, margin))
     starts = tuple(tuple(plan_axis_starts(s, o, p)) for s, o, p in zip(image_shape, out, geometry.stride))
-    return TilePlan(image_shape, tile, out, margin, starts)
+    return TilePlan(image_shape, tile, out, margin, starts, geometry.stride)
 
 
 def _best_tile(

@@ -106,16 +106,17 @@ class AxisGeometry:
     def is_valid(self, size: int) -> bool:
         return self.bottleneck_for_input(size) is not None
 
-    def output_size(self, size: int) -> int:
+    def output_for(self, size: int) -> int:
+        """The output size of a valid input size (``size - 2 * margin``)."""
         if not self.is_valid(size):
             raise ValueError(self.invalid_message(size))
         return size - 2 * self.margin
 
-    def input_size_for(self, output_size: int) -> int:
-        """Smallest valid input size whose output is at least ``output_size`` (>= 1)."""
-        if output_size < 1:
-            raise ValueError(f"output size must be >= 1, got {output_size}")
-        needed = output_size + 2 * self.margin
+    def input_size_for(self, output: int) -> int:
+        """Smallest valid input size whose output is at least ``output`` (>= 1)."""
+        if output < 1:
+            raise ValueError(f"output size must be >= 1, got {output}")
+        needed = output + 2 * self.margin
         return self.nearest_valid(needed)[1]
 
     def nearest_valid(self, size: int) -> tuple[int | None, int]:
@@ -272,6 +273,25 @@ class UNetGeometry:
         """Smallest valid input shape whose output covers at least ``output_shape``."""
         shape = self._check_rank(output_shape, "output shape")
         return tuple(a.input_size_for(s) for a, s in zip(self.axes, shape))
+
+    def input_tile_for(self, output_tile: Sequence[int], name: str = "output_tile") -> tuple[int, ...]:
+        """The input tile whose output is exactly ``output_tile``; ``ValueError`` naming the nearest output tiles
+        the network can produce when it produces no such tile (an output tile is never silently rounded)."""
+        tile = tuple(int(s) for s in output_tile)
+        if len(tile) != self.spatial_dims:
+            raise ValueError(f"{name}={list(tile)} has {len(tile)} axes, the network has {self.spatial_dims}")
+        problems = []
+        for d, (axis, size) in enumerate(zip(self.axes, tile)):
+            if not axis.is_valid(size + 2 * axis.margin):
+                low, high = axis.nearest_valid(size + 2 * axis.margin)
+                sizes = [s - 2 * axis.margin for s in (low, high) if s is not None and s - 2 * axis.margin >= 1]
+                problems.append(f"axis {d}: {size} (nearest valid: {' and '.join(map(str, sizes))})")
+        if problems:
+            raise ValueError(
+                f"{name}={list(tile)} is not an output tile of this network ({'; '.join(problems)}); valid output "
+                f"sizes are input sizes less {[2 * m for m in self.margin]}, spaced by the pooling strides {self.stride}"
+            )
+        return tuple(s + 2 * m for s, m in zip(tile, self.margin))
 
     def nearest_valid_input_shapes(self, input_shape: Sequence[int]) -> tuple[tuple[int | None, ...], tuple[int, ...]]:
         """Per axis, the largest valid size ``<=`` and the smallest valid size ``>=`` the given one."""

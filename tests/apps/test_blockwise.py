@@ -39,7 +39,7 @@ def _reference(data: np.ndarray, channels_last: bool = True) -> torch.Tensor:
     try:
         image = torch.from_numpy(job("", "").intensity(data))[None, None]
         net = to_channels_last(network()) if channels_last else network()
-        return OverlapTileInferer(roi_size=TILE, channels_last=channels_last)(image, net)[0]
+        return OverlapTileInferer(input_tile=TILE, channels_last=channels_last)(image, net)[0]
     finally:
         torch.set_num_threads(threads)
 

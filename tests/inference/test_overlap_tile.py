@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -51,9 +50,9 @@ def test_tiled_equals_whole_image_2d(shape: tuple[int, int], rois: list[tuple[in
     image = torch.randn(1, 1, *shape)
     whole = whole_image_reference(net, image)
     for roi in rois:
-        tiled = OverlapTileInferer(roi_size=roi, sw_batch_size=3)(image, net)
+        tiled = OverlapTileInferer(input_tile=roi, sw_batch_size=3)(image, net)
         assert tiled.shape == (1, 3, *shape)
-        plan = OverlapTileInferer(roi_size=roi).plan(shape, net)
+        plan = OverlapTileInferer(input_tile=roi).plan(shape, net)
         assert plan.num_tiles > 1 or max(shape) < 100
         assert float((tiled - whole).abs().max()) <= 1e-5, roi
 
@@ -72,7 +71,7 @@ def test_tiled_equals_whole_image_3d(shape: tuple[int, ...], pools: object, rois
     image = torch.randn(1, 1, *shape)
     whole = whole_image_reference(net, image)
     for roi in rois:
-        inferer = OverlapTileInferer(roi_size=roi, sw_batch_size=4)
+        inferer = OverlapTileInferer(input_tile=roi, sw_batch_size=4)
         tiled = inferer(image, net)
         assert tiled.shape == (1, 3, *shape)
         assert float((tiled - whole).abs().max()) <= 1e-5, roi
@@ -83,10 +82,10 @@ def test_tiled_matches_whole_image_with_onednn() -> None:
     net = make_net(2, (4, 8, 16, 32, 64))
     image = torch.randn(1, 1, 700, 900)
     whole = OverlapTileInferer()(image, net)
-    tiled = OverlapTileInferer(roi_size=(252, 316))(image, net)
+    tiled = OverlapTileInferer(input_tile=(252, 316))(image, net)
     scale = float(whole.abs().max())
     assert float((tiled - whole).abs().max()) <= 1e-5 * scale
-    probs = OverlapTileInferer(roi_size=(252, 316), output="probabilities")(image, net)
+    probs = OverlapTileInferer(input_tile=(252, 316), output="probabilities")(image, net)
     assert float((probs - torch.softmax(whole, 1)).abs().max()) <= 1e-5
 
 
@@ -117,7 +116,9 @@ def test_tile_off_the_pooling_grid_differs() -> None:
 def test_flip_tta_is_equivariant(dims: int, shape: tuple[int, ...], axes: tuple[int, ...]) -> None:
     net = make_net(dims, (2, 4, 8))
     image = torch.randn(1, 1, *shape)
-    tta = OverlapTileInferer(roi_size=(60,) * dims if dims == 3 else (92, 108), flip_axes=axes, output="probabilities")
+    tta = OverlapTileInferer(
+        input_tile=(60,) * dims if dims == 3 else (92, 108), flip_axes=axes, output="probabilities"
+    )
     base = tta(image, net)
     assert float((base.sum(1) - 1).abs().max()) < 1e-5
     for axis in axes:
@@ -176,17 +177,17 @@ def test_batched_inputs_and_wrapped_network() -> None:
     net = make_net(2, (2, 4, 8))
     images = torch.randn(3, 1, 45, 80)
     wrapped = nn.DataParallel(net)  # has .module; runs on the CPU as a plain wrapper
-    together = OverlapTileInferer(roi_size=(60, 76), sw_batch_size=5)(images, wrapped)
+    together = OverlapTileInferer(input_tile=(60, 76), sw_batch_size=5)(images, wrapped)
     for b in range(3):
-        single = OverlapTileInferer(roi_size=(60, 76))(images[b : b + 1], net)
+        single = OverlapTileInferer(input_tile=(60, 76))(images[b : b + 1], net)
         assert float((together[b : b + 1] - single).abs().max()) <= 1e-5
 
 
 def test_bad_arguments_are_clear_errors() -> None:
     net = make_net(2, (2, 4, 8))
-    bad_roi = r"roi_size \(70, 60\) is not a valid input tile.*axis 0: size 70 is not valid"
+    bad_roi = r"input_tile \(70, 60\) is not a valid input tile.*axis 0: size 70 is not valid"
     with pytest.raises(ValueError, match=bad_roi):
-        OverlapTileInferer(roi_size=(70, 60))(torch.zeros(1, 1, 100, 100), net)
+        OverlapTileInferer(input_tile=(70, 60))(torch.zeros(1, 1, 100, 100), net)
     with pytest.raises(ValueError, match="padding_mode='wrap' is not supported; valid options are"):
         OverlapTileInferer(padding_mode="wrap")
     with pytest.raises(ValueError, match="flip_axes"):
@@ -213,7 +214,7 @@ def test_tiles_on_cuda_stitched_on_cpu() -> None:
 def test_progress_bar_and_separate_stitching_device(capsys: pytest.CaptureFixture[str]) -> None:
     net = make_net(2, (2, 4, 8))
     image = torch.randn(1, 1, 90, 70)
-    out = OverlapTileInferer(roi_size=(60, 60), progress=True, sw_device="cpu", device="cpu")(image, net)
+    out = OverlapTileInferer(input_tile=(60, 60), progress=True, sw_device="cpu", device="cpu")(image, net)
     assert out.device.type == "cpu"
     assert "overlap-tile" in capsys.readouterr().err
 
@@ -226,58 +227,6 @@ def test_amp_plans_with_two_bytes_per_value() -> None:
     halved = OverlapTileInferer(memory_budget=budget, amp=True).plan((2048, 2048), net)
     assert halved.num_tiles < plain.num_tiles
     assert np.prod(halved.input_tile) > np.prod(plain.input_tile)
-
-
-# Regions and streamed output: bit-identical to the in-memory result
-
-
-@pytest.fixture(scope="module")
-def net3d() -> ValidUNet:
-    torch.manual_seed(0)
-    return ValidUNet(spatial_dims=3, features=(4, 8, 16), dropout=0.0).eval()
-
-
-def _volume(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (1, *shape)).astype(np.uint8)
-
-
-def _scale(block: np.ndarray) -> np.ndarray:
-    return block.astype(np.float32) * np.float32(1 / 255)
-
-
-@pytest.mark.parametrize(("output", "flips"), [("logits", ()), ("logits", (0, 2)), ("probabilities", (0, 2))])
-def test_regions_are_bit_identical_to_the_whole_image(net3d: ValidUNet, output: str, flips: tuple[int, ...]) -> None:
-    source = _volume((20, 37, 30))
-    inferer = OverlapTileInferer(roi_size=(56, 64, 64), output=output, flip_axes=flips)
-    whole = inferer(torch.from_numpy(_scale(source))[None], net3d)[0]
-    plan = inferer.plan(source.shape[1:], net3d)
-    for block in [(12, 20, 16), (20, 24, 32)]:  # two block shapes, neither on the tile grid of the whole image
-        out = torch.full_like(whole, float("nan"))
-        for start in itertools.product(*(range(0, s, b) for s, b in zip(source.shape[1:], block))):
-            size = [min(b, s - i) for i, b, s in zip(start, block, source.shape[1:])]
-            region = inferer.predict_region(source, start, size, net3d, plan=plan, transform=_scale)
-            out[(slice(None), *(slice(i, i + n) for i, n in zip(start, size)))] = region
-        assert torch.equal(out, whole), f"block {block}: max difference {(out - whole).abs().max().item()}"
-
-
-def test_predict_to_streams_into_a_memmap(net3d: ValidUNet, tmp_path) -> None:
-    source = _volume((20, 33, 30), seed=2)
-    inferer = OverlapTileInferer(roi_size=(56, 64, 64))
-    whole = inferer(torch.from_numpy(_scale(source))[None], net3d)[0]
-    labels = np.lib.format.open_memmap(tmp_path / "labels.npy", mode="w+", dtype=np.uint8, shape=source.shape[1:])
-    inferer.predict_to(source, labels, net3d, block_shape=(8, 8, 16), transform=_scale,
-                       convert=lambda s: scores_to_volume(s, "labels"))  # fmt: skip
-    labels.flush()
-    np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), whole.argmax(0).numpy())
-    logits = np.lib.format.open_memmap(tmp_path / "logits.npy", mode="w+", dtype=np.float32, shape=tuple(whole.shape))
-    inferer.predict_to(source, logits, net3d, transform=_scale)
-    assert np.array_equal(logits, whole.numpy())
-
-
-def test_region_outside_the_image_is_refused(net3d: ValidUNet) -> None:
-    source = _volume((10, 10, 10))
-    with pytest.raises(ValueError, match="not inside the image"):
-        OverlapTileInferer(roi_size=(48, 48, 48)).predict_region(source, (0, 0, 5), (4, 4, 6), net3d)
 
 
 @pytest.mark.parametrize("classes", [1, 2, 5, 300])

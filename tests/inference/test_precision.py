@@ -67,10 +67,10 @@ def test_bfloat16_autocast_trains_and_stays_close() -> None:
 def test_overlap_tile_inferer_with_channels_last_and_bfloat16() -> None:
     net = to_channels_last(small_net())
     x = torch.randn(1, 1, 90, 70)
-    whole = OverlapTileInferer(roi_size=(-1, -1))(x, net)
-    tiled = OverlapTileInferer(roi_size=(76, 76), channels_last=True)(x, net)
+    whole = OverlapTileInferer(input_tile=(-1, -1))(x, net)
+    tiled = OverlapTileInferer(input_tile=(76, 76), channels_last=True)(x, net)
     torch.testing.assert_close(tiled, whole, rtol=1e-5, atol=1e-5)  # float32: the exactness contract holds
-    bf16 = OverlapTileInferer(roi_size=(76, 76), amp=True, channels_last=True)(x, net)
+    bf16 = OverlapTileInferer(input_tile=(76, 76), amp=True, channels_last=True)(x, net)
     assert bf16.dtype == torch.float32
     assert bf16.shape == whole.shape
     assert (bf16 - whole).abs().max() < 0.05 * whole.abs().max()

@@ -52,14 +52,14 @@ def test_planner_respects_budget_and_prefers_even_division() -> None:
         plan_tiles(geo, (2048, 2048), cost=cost, memory_budget=1000)
 
 
-def test_roi_size_and_whole_image_plans() -> None:
+def test_input_tile_and_whole_image_plans() -> None:
     geo = UNetGeometry.create(2, 3)
     whole = plan_tiles(geo, (50, 70))
     assert whole.num_tiles == 1
     assert whole.input_tile == geo.input_shape_for((50, 70))
-    fixed = plan_tiles(geo, (100, 70), roi_size=(60, -1))
+    fixed = plan_tiles(geo, (100, 70), input_tile=(60, -1))
     assert fixed.input_tile == (60, geo.input_shape_for((50, 70))[1])
-    with pytest.raises(ValueError, match=r"roi_size \(61, 60\) is not a valid input tile"):
-        plan_tiles(geo, (100, 70), roi_size=(61, 60))
+    with pytest.raises(ValueError, match=r"input_tile \(61, 60\) is not a valid input tile"):
+        plan_tiles(geo, (100, 70), input_tile=(61, 60))
     with pytest.raises(ValueError, match="another geometry"):
         plan_tiles(UNetGeometry.create(2, 4), (100, 70), cost=TileCostModel(geo, (2, 4, 8)), memory_budget=10**9)

@@ -40,7 +40,7 @@ def test_axis_geometry_matches_layer_simulation(pools: tuple[int, ...]) -> None:
         expected = simulate_axis(size, pools)
         assert axis.is_valid(size) == (expected is not None), size
         if expected is not None:
-            assert axis.output_size(size) == expected
+            assert axis.output_for(size) == expected
             assert size - expected == 2 * axis.margin
 
 

@@ -76,7 +76,7 @@ def test_the_input_for_an_output_is_the_smallest_that_covers_it(geometry: UNetGe
     for axis, (o, w, s) in enumerate(zip(out, wanted, shape, strict=True)):
         assert o >= w
         smaller = s - geometry.stride[axis]
-        assert not geometry.axes[axis].is_valid(smaller) or geometry.axes[axis].output_size(smaller) < w
+        assert not geometry.axes[axis].is_valid(smaller) or geometry.axes[axis].output_for(smaller) < w
 
 
 @pytest.mark.parametrize("spatial_dims", [1, 2, 3])

@@ -27,6 +27,6 @@ def network() -> ValidUNet:
     ids=["uint8", "empty", "channels", "no batch axis", "empty batch", "no channel"],
 )
 def test_bad_inferer_input_is_a_clear_error(network: ValidUNet, inputs: torch.Tensor, message: str) -> None:
-    inferer = OverlapTileInferer(roi_size=network.input_shape_for([16, 16]))
+    inferer = OverlapTileInferer(input_tile=network.input_shape_for([16, 16]))
     with pytest.raises(ValueError, match=message):
         inferer(inputs, network)
