@@ -313,7 +313,7 @@ def section_3d(reuse: bool) -> dict[str, Any]:
     em3d = em | {
         "dataset_dir": str(data_dir), "label_rule": "threshold", "weight_binary": True, "weight_separate": False,
         "intensity_preset": "microscopy", "features": [16, 32, 64, 128], "pool_sizes": [[2, 2, 1], [2, 2, 1], [2, 2, 1]],
-        "tile_output": [100, 100, 4], "val_tile_output": [100, 100, 4], "samples_per_image": 4, "optimizer_name": "adam",
+        "output_tile": [100, 100, 4], "val_output_tile": [100, 100, 4], "samples_per_image": 4, "optimizer_name": "adam",
         "learning_rate": 0.001, "epochs": 12, "val_interval": 6, "num_workers": 2,
     }  # fmt: skip
     run3 = train("em3d", ["bundles/unet3d/configs/train.json"], em3d, reuse)
@@ -334,7 +334,7 @@ def section_3d(reuse: bool) -> dict[str, Any]:
     }
     em2d |= {
         "features": [16, 32, 64, 128, 256],
-        "tile_output": [100, 100],
+        "output_tile": [100, 100],
         "samples_per_image": 2,
         "epochs": 6,
         "val_interval": 3,

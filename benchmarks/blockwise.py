@@ -93,7 +93,7 @@ def blockwise_once(client: Any, source: Path, output: Path, threads: int) -> tup
     """One ``run_blockwise`` into a fresh output: (seconds, report)."""
     from medunet.apps.blockwise import BlockwiseJob, run_blockwise
 
-    job = BlockwiseJob(input=str(source), output=str(output), roi_size=TILE, scale=1 / 255, torch_threads=threads)
+    job = BlockwiseJob(input=str(source), output=str(output), input_tile=TILE, scale=1 / 255, torch_threads=threads)
     shutil.rmtree(output, ignore_errors=True)
     start = time.perf_counter()
     report = run_blockwise(job, network(), scheduler=client, progress=False)
@@ -118,7 +118,7 @@ def in_memory(source: Path, threads: int) -> tuple[float, np.ndarray]:
     from medunet.inference import scores_to_volume, to_channels_last
 
     torch.set_num_threads(threads)
-    job = BlockwiseJob(input="", output="", roi_size=TILE, scale=1 / 255, output_mode="logits")
+    job = BlockwiseJob(input="", output="", input_tile=TILE, scale=1 / 255, output_mode="logits")
     start = time.perf_counter()
     data = np.asarray(zarr.open_array(str(source))[:])
     image = torch.from_numpy(job.intensity(data))[None, None]

@@ -38,7 +38,7 @@ def main() -> None:
     settings = {
         "epochs": args.epochs,
         "val_interval": 3,
-        "tile_output": f"[{args.tile}, {args.tile}]",
+        "output_tile": f"[{args.tile}, {args.tile}]",
         "samples_per_image": 2,
         "optimizer_name": "adam",
         "learning_rate": 0.0001,

@@ -37,7 +37,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SMALL = {
     "features": [4, 8, 16, 32],
     "pool_sizes": [[2, 2, 1], [2, 2, 1], [2, 2, 1]],
-    "tile_output": [64, 64, 24],
+    "output_tile": [64, 64, 24],
     "device": "cpu",
 }
 

@@ -9,11 +9,10 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 from medunet.utils.enums import LabelRule, ProbabilityDtype, RetrieveMethod, VolumeOutput, option_values
 
-__all__ = ["main"]
+__all__ = ["blockwise_settings", "main", "parse_args"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +28,14 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a bundle checkpoint as a torch.export program (.pt2)")
     export.add_argument("--config-file", required=True, help="the bundle's train.json (defines network_def)")
     export.add_argument("--ckpt-path", required=True, help="checkpoint (.pt) written by training")
-    export.add_argument("--tile", type=int, nargs="+", required=True, help="input tile shape, a valid network input")
+    export_tile = export.add_mutually_exclusive_group(required=True)
+    export_tile.add_argument(
+        "--input-tile", type=int, nargs="+", help="the program's input tile, a valid network input"
+    )
+    export_tile.add_argument(
+        "--output-tile", type=int, nargs="+", help="or its output tile, a size the network produces"
+    )
+    _renamed_flag(export, "--tile", "--input-tile (or --output-tile)")
     export.add_argument("--output", required=True, help="where to write the .pt2 program")
     evaluate = sub.add_parser(
         "evaluate", help="evaluate a checkpoint on a folder of images and labels with every medunet metric"
@@ -69,10 +75,17 @@ def _parser() -> argparse.ArgumentParser:
         "--probability-dtype", default=ProbabilityDtype.UINT8.value, choices=option_values(ProbabilityDtype)
     )
     blockwise.add_argument("--instances", action="store_true", help="also write stitched instance labels")
-    blockwise.add_argument("--tile", type=int, nargs="+", help="network input tile (default: the planner's)")
+    blockwise_tile = blockwise.add_mutually_exclusive_group()
+    blockwise_tile.add_argument(
+        "--output-tile", type=int, nargs="+", help="network output tile (default: the bundle's output_tile)"
+    )
+    blockwise_tile.add_argument("--input-tile", type=int, nargs="+", help="or the network input tile")
+    _renamed_flag(blockwise, "--tile", "--input-tile (or --output-tile, the bundle's tile by default)")
     blockwise.add_argument("--block-shape", type=int, nargs="+", help="output block per task (pooling-grid multiple)")
     blockwise.add_argument("--chunks", type=int, nargs="+", help="output chunk shape (default: the block shape)")
-    blockwise.add_argument("--flip", type=int, nargs="*", default=[], metavar="AXIS", help="flip TTA axes")
+    blockwise.add_argument(
+        "--flip", type=int, nargs="*", default=[], metavar="AXIS", help="flip TTA axes (default: the bundle's)"
+    )
     blockwise.add_argument("--scale", type=float, default=1.0, help="intensity x * scale + offset before the network")
     blockwise.add_argument("--offset", type=float, default=0.0)
     blockwise.add_argument("--clip", type=float, nargs=2, metavar=("LOW", "HIGH"), help="clip after scaling")
@@ -136,6 +149,16 @@ def _parser() -> argparse.ArgumentParser:
             )
             cmd.add_argument("--port", type=int, default=None, help="port to listen on (default: storage_port)")
     return parser
+
+
+def _renamed_flag(parser: argparse.ArgumentParser, old: str, new: str) -> None:
+    """A flag of an earlier version, hidden from ``--help`` and refused with the flag that replaced it named."""
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+            parser.error(f"{old} was renamed: use {new}")
+
+    parser.add_argument(old, nargs="*", action=Renamed, help=argparse.SUPPRESS)
 
 
 def _overrides(items: Sequence[str]) -> dict[str, object]:
@@ -211,31 +234,34 @@ def _pacs(args: argparse.Namespace) -> int:
         raise SystemExit(f"medunet pacs {args.pacs_command}: {err}") from None
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The ``medunet`` command line, parsed (``None``: ``sys.argv``)."""
+    return _parser().parse_args(argv)
+
+
+def blockwise_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The bundle settings (``configs/blockwise.json``) that ``medunet blockwise``'s flags stand for: the command
+    and the bundle config run one assembly path; a tile or flips not given leave the bundle's."""
+    flags = {
+        "input_volume": args.input, "volume_array": args.array, "output_volume": args.output,
+        "volume_output": args.output_mode, "probability_dtype": args.probability_dtype,
+        "write_volume_instances": args.instances, "output_tile": args.output_tile, "input_tile": args.input_tile,
+        "block_shape": args.block_shape, "chunks": args.chunks, "flip_axes": args.flip, "intensity_scale": args.scale,
+        "intensity_offset": args.offset, "intensity_clip": args.clip, "workers": args.workers,
+        "torch_threads": args.threads, "volume_device": args.device, "channels_last": not args.no_channels_last,
+        "scheduler": args.scheduler, "memory_limit": args.memory_limit, "retries": args.retries,
+        "overwrite": args.overwrite, "export_tiff": args.tiff,
+    }  # fmt: skip
+    unset = {"output_tile", "flip_axes"}  # given only when the flag is: the bundle's value otherwise
+    return {k: v for k, v in flags.items() if not (k in unset and v in (None, []))}
+
+
 def _blockwise(args: argparse.Namespace) -> int:
-    from medunet.apps.blockwise import BlockwiseJob, run_blockwise
-    from medunet.apps.segmenter import inference_bundle
-    from medunet.io.volumes import check_writable_output, export_tiff
-    from medunet.networks import load_weights
+    from medunet.apps.blockwise import run_bundle_blockwise
 
     try:
-        if args.tiff:  # refused before the run, not after it
-            check_writable_output(Path(args.tiff), args.overwrite, protect=[args.input, args.output])
-        parser = inference_bundle(args.bundle, args.checkpoint, _overrides(args.override))
-        network = load_weights(parser.get_parsed_content("network_def"), args.checkpoint)
-        job = BlockwiseJob(
-            input=args.input, output=args.output, array=args.array, output_mode=args.output_mode,
-            probability_dtype=args.probability_dtype, roi_size=tuple(args.tile) if args.tile else None,
-            block_shape=tuple(args.block_shape) if args.block_shape else None,
-            chunks=tuple(args.chunks) if args.chunks else None, flip_axes=tuple(args.flip), scale=args.scale,
-            offset=args.offset, clip=tuple(args.clip) if args.clip else None, instances=args.instances,
-            torch_threads=args.threads, device=args.device, channels_last=not args.no_channels_last,
-        )  # fmt: skip
-        report = run_blockwise(
-            job, network, scheduler=args.scheduler, n_workers=args.workers, overwrite=args.overwrite,
-            retries=args.retries, memory_limit=args.memory_limit,
-        )  # fmt: skip
-        if args.tiff:
-            export_tiff(args.output, args.tiff, array="0", overwrite=args.overwrite)
+        settings = {**blockwise_settings(args), **_overrides(args.override)}
+        report = run_bundle_blockwise(args.bundle, args.checkpoint, settings)
     except (ValueError, FileNotFoundError, TypeError) as err:
         raise SystemExit(f"medunet blockwise: {err}") from None
     if args.report:
@@ -252,7 +278,7 @@ def _blockwise(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     if args.command == "pacs":
         return _pacs(args)
@@ -287,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, FileNotFoundError) as err:
             raise SystemExit(f"medunet export: {err}") from None
         try:
-            print(export_program(network, args.tile, args.output))
+            tile = args.input_tile or network.geometry.input_tile_for(args.output_tile, "--output-tile")
+            print(export_program(network, tile, args.output))
         except ValueError as err:
             raise SystemExit(f"medunet export: {err}") from None
         return 0

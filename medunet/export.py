@@ -22,13 +22,13 @@ __all__ = ["export_program", "load_program"]
 logger = logging.getLogger(__name__)
 
 
-def export_program(network: ValidUNet, tile_shape: Sequence[int], path: str | Path, batch_size: int = 1) -> Path:
-    """Writes a ``torch.export`` program (``.pt2``) of ``network`` in eval mode for input tiles of ``tile_shape``.
+def export_program(network: ValidUNet, input_tile: Sequence[int], path: str | Path, batch_size: int = 1) -> Path:
+    """Writes a ``torch.export`` program (``.pt2``) of ``network`` in eval mode for input tiles of ``input_tile``.
 
     Raises:
-        ValueError: ``tile_shape`` is not a valid input for the network (names the nearest valid sizes).
+        ValueError: ``input_tile`` is not a valid input for the network (names the nearest valid sizes).
     """
-    shape = network.geometry.check_input_shape(tile_shape)
+    shape = network.geometry.check_input_shape(input_tile)
     network = network.eval()
     example = torch.zeros(batch_size, network.in_channels, *shape)
     program = torch.export.export(network, (example,))

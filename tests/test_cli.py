@@ -99,7 +99,7 @@ def test_blockwise_command_and_bundle_config_segment_a_zarr_volume(tmp_path: Pat
     finally:
         torch.set_num_threads(threads)
     args = ["blockwise", "--bundle", str(REPO / "bundles" / "unet3d"), "--checkpoint", str(tmp_path / "model.pt"),
-            "--input", str(tmp_path / "in.zarr"), "--output", str(tmp_path / "cli.zarr"), "--tile", "124", "124", "124",
+            "--input", str(tmp_path / "in.zarr"), "--output", str(tmp_path / "cli.zarr"), "--input-tile", "124", "124", "124",
             "--block-shape", "24", "24", "24", "--scale", "0.5", "--threads", "1", "--override", "features=[4,8,16,32]",
             "--report", str(tmp_path / "report.json")]  # fmt: skip
     assert main([*args, "--tiff", str(tmp_path / "cli.ome.tif")]) == 0
@@ -111,10 +111,13 @@ def test_blockwise_command_and_bundle_config_segment_a_zarr_volume(tmp_path: Pat
     assert json.loads((tmp_path / "report.json").read_text())["computed"] == 4
     with pytest.raises(SystemExit, match=r"cli\.zarr already exists and is another job's output"):
         main([*args[:-2], "--scale", "0.25"])
+    with pytest.raises(SystemExit):  # an earlier version's flag: refused, naming the new one
+        main([*args, "--tile", "124", "124", "124"])
+    assert "--tile was renamed: use --input-tile (or --output-tile" in capsys.readouterr().err
     configs = REPO / "bundles" / "unet3d" / "configs"
     run(config_file=[str(configs / "inference.json"), str(configs / "blockwise.json")],
         ckpt_path=str(tmp_path / "model.pt"), features=[4, 8, 16, 32], input_volume=str(tmp_path / "in.zarr"),
-        output_volume=str(tmp_path / "bundle.zarr"), roi_size=[124, 124, 124], block_shape=[24, 16, 32],
+        output_volume=str(tmp_path / "bundle.zarr"), output_tile=[36, 36, 36], block_shape=[24, 16, 32],
         intensity_scale=0.5, torch_threads=1)  # fmt: skip
     assert np.array_equal(zarr.open_array(str(tmp_path / "bundle.zarr" / "0"))[:], expected)
 
@@ -138,7 +141,10 @@ def test_bundle_overrides_of_the_cli_are_checked_before_any_work(command: str, t
         main([command, "--bundle", bundle, "--checkpoint", str(tmp_path / "model.pt"), *args,
               "--override", "amp=maybe", "--override", "device=gpu"])  # fmt: skip
     message = str(caught.value)
-    assert message.startswith(f"medunet {command}: 2 bundle settings are not valid; nothing was run.")
+    count = {"blockwise": 3, "evaluate": 2}[command]  # blockwise: the missing input volume is named too
+    assert message.startswith(f"medunet {command}: {count} bundle settings are not valid; nothing was run.")
+    if command == "blockwise":
+        assert f"--input_volume: input_volume='{tmp_path / 'in.zarr'}' does not exist" in message
     assert "--amp: amp='maybe' is not a boolean; valid values are true/false, 1/0, yes/no (any case)" in message
     assert "--device: device='gpu' is not a device; valid values are auto" in message
     assert not (tmp_path / "out.zarr").exists()

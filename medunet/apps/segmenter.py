@@ -24,18 +24,23 @@ logger = logging.getLogger(__name__)
 
 
 def inference_bundle(
-    bundle_dir: str | Path, checkpoint: str | Path, overrides: dict[str, Any] | None = None
+    bundle_dir: str | Path,
+    checkpoint: str | Path,
+    overrides: dict[str, Any] | None = None,
+    configs: Sequence[str] = ("inference.json",),
 ) -> ConfigParser:
-    """The parser of ``<bundle>/configs/inference.json`` (with ``metadata.json``) and ``overrides``, its settings
-    checked and converted (:func:`medunet.engines.check_settings`: errors name the bundle, the checkpoint or the
-    setting). The input comes from the caller, so ``input_dir`` is not read."""
-    configs = Path(bundle_dir) / "configs"
-    if not (configs / "inference.json").is_file():
-        raise FileNotFoundError(f"{configs / 'inference.json'} not found; --bundle must be a medunet bundle folder")
+    """The parser of ``<bundle>/configs/inference.json`` (and further ``configs`` of the bundle, read in order, e.g.
+    ``blockwise.json``), ``metadata.json`` and ``overrides``, its settings checked and converted
+    (:func:`medunet.engines.check_settings`: errors name the bundle, the checkpoint or the setting). The input
+    comes from the caller, so ``input_dir`` is not read."""
+    folder = Path(bundle_dir) / "configs"
+    for name in configs:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} not found; --bundle must be a medunet bundle folder")
     check_checkpoint(checkpoint)
     parser = ConfigParser()
-    parser.read_config(str(configs / "inference.json"))
-    parser.read_meta(str(configs / "metadata.json"))
+    parser.read_config([str(folder / name) for name in configs])
+    parser.read_meta(str(folder / "metadata.json"))
     parser.update({"bundle_root": str(bundle_dir), "ckpt_path": str(checkpoint), **(overrides or {})})
     check_settings(parser, unused=("input_dir", "ckpt_path"))  # the checkpoint was checked above
     return parser

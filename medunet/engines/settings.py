@@ -202,6 +202,13 @@ def _output_folder(value: Any, name: str) -> str:
     return str(path)
 
 
+def _tiff_file(value: Any, name: str) -> str:
+    path = Path(_text(value, name)).expanduser()
+    if not path.name.lower().endswith((".tif", ".tiff")):
+        raise ValueError(f"{name}={str(value)!r} is not a TIFF file name; give one ending in .tif or .tiff")
+    return str(path)
+
+
 def _checkpoint(value: Any, name: str) -> str:
     try:
         return check_checkpoint(_text(value, name))
@@ -382,6 +389,7 @@ SETTINGS: dict[str, Setting] = {
     "volume_output": option(VolumeOutput),
     "probability_dtype": option(ProbabilityDtype),
     "write_volume_instances": boolean(),
+    "input_tile": tile("[572, 572]", optional=True),
     "block_shape": integers("[128, 128, 64]", optional=True),
     "chunks": integers("[64, 64, 32]", optional=True),
     "intensity_scale": number(),
@@ -394,6 +402,7 @@ SETTINGS: dict[str, Setting] = {
     "memory_limit": Setting(_optional(_memory), "text"),
     "retries": integer(0),
     "overwrite": boolean(),
+    "export_tiff": Setting(_optional(_tiff_file), "path"),
 }
 """Every top-level setting of the bundle configs, in the order they are checked."""
 
@@ -425,6 +434,16 @@ def _valid_outputs(geometry: UNetGeometry, tile: Sequence[int], name: str) -> No
     geometry.input_tile_for(tile, name)
 
 
+def _valid_inputs(geometry: UNetGeometry, tile: Sequence[int], name: str) -> None:
+    """Refuses an input tile the network cannot take, naming the nearest input tiles it can."""
+    if len(tile) != geometry.spatial_dims:
+        raise ValueError(f"{name}={list(tile)} has {len(tile)} axes, the network has {geometry.spatial_dims}")
+    try:
+        geometry.check_input_shape(tile)
+    except ValueError as err:
+        raise ValueError(f"{name}={list(tile)}: {err}") from None
+
+
 def _check_together(checked: dict[str, Any], errors: dict[str, str]) -> None:
     """The checks that need several settings: tiles and axes against the network, the blockwise device."""
     dims, features = checked.get("spatial_dims"), checked.get("features")
@@ -439,6 +458,7 @@ def _check_together(checked: dict[str, Any], errors: dict[str, str]) -> None:
         rules: list[tuple[str, Callable[[UNetGeometry, Sequence[int], str], None]]] = [
             ("output_tile", _valid_outputs),
             ("val_output_tile", _valid_outputs),
+            ("input_tile", _valid_inputs),
         ]
         for key, rule in rules:
             if geometry is not None and checked.get(key) is not None and key not in errors:

@@ -24,6 +24,8 @@ import numpy as np
 from monai.config import PathLike
 from monai.data import ImageReader
 
+from medunet.utils.files import atomic_write_path
+
 __all__ = [
     "TIFF_SUFFIXES",
     "Volume",
@@ -335,7 +337,7 @@ def export_tiff(
 
     Memory: one slab of planes as deep as the source's chunks along the axis before ``y`` (a whole plane for 2D),
     never the volume. The origin is not kept (an OME-TIFF image has none); float16 is written as float32 (OME
-    has no float16). Written to a temporary file beside ``path`` and renamed when complete, so an interrupted
+    has no float16). Written atomically (:func:`medunet.utils.files.atomic_write_path`), so an interrupted
     export leaves nothing under ``path``. ``tifffile`` writes the TIFF; it cannot write tiles from several
     processes, which is why blockwise runs write zarr and export afterwards.
 
@@ -381,16 +383,14 @@ def export_tiff(
         metadata[f"PhysicalSize{axis.upper()}"] = float(size)
         if symbol:
             metadata[f"PhysicalSize{axis.upper()}Unit"] = symbol
-    partial = out.with_name(f".{out.name}.partial")
-    try:
-        with tifffile.TiffWriter(partial, bigtiff=True, ome=True) as tif:
+
+    def write(tmp: Path) -> None:
+        with tifffile.TiffWriter(tmp, bigtiff=True, ome=True) as tif:
             tif.write(tiles(), shape=shape, dtype=dtype, tile=tile, compression=compression, metadata=metadata)
-        if out.is_dir():  # overwrite=True (checked above); a file is replaced atomically by the rename
-            shutil.rmtree(out)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
-    return out
+        if out.is_dir():  # overwrite=True (checked above), and only once the TIFF is complete; a file is replaced
+            shutil.rmtree(out)  # by the rename
+
+    return atomic_write_path(out, write)
 
 
 def create_volume(

@@ -62,7 +62,7 @@ def _with_region(x: Any, array: np.ndarray, start: Sequence[int]) -> Any:
 class RandValidTiled(Randomizable, MapTransform):
     """Random training tiles of valid input size with the matching output-region crops.
 
-    Draws ``num_samples`` output regions of ``output_size`` uniformly inside the image; the input tile is
+    Draws ``num_samples`` output regions of ``output_tile`` uniformly inside the image; the input tile is
     that region grown by the network's margin, taken from the mirror-extended image, so images smaller than
     one tile and regions at the border work as in inference. ``label_keys`` (labels, weight maps) are cut to
     the output region only, ready for the loss. Returns a list of dictionaries (MONAI's multi-sample
@@ -72,7 +72,7 @@ class RandValidTiled(Randomizable, MapTransform):
         image_keys: inputs cut to the input tile.
         label_keys: targets cut to the output region.
         geometry: the network's geometry.
-        output_size: output tile (per axis); the input tile is ``geometry.input_shape_for(output_size)``.
+        output_tile: output tile (per axis); the input tile is ``geometry.input_shape_for(output_tile)``.
         num_samples: tiles per image.
         padding_mode: border extension (``"symmetric"``, the paper's mirroring).
     """
@@ -82,7 +82,7 @@ class RandValidTiled(Randomizable, MapTransform):
         image_keys: KeysCollection,
         label_keys: KeysCollection,
         geometry: UNetGeometry,
-        output_size: Sequence[int],
+        output_tile: Sequence[int],
         num_samples: int = 1,
         padding_mode: str | PaddingMode = PaddingMode.SYMMETRIC,
         allow_missing_keys: bool = False,
@@ -90,8 +90,8 @@ class RandValidTiled(Randomizable, MapTransform):
         MapTransform.__init__(self, image_keys, allow_missing_keys)
         self.label_keys = ensure_tuple(label_keys)
         self.geometry = geometry
-        self.input_size = geometry.input_shape_for(output_size)
-        self.output_size = geometry.output_shape(self.input_size)
+        self.input_tile = geometry.input_shape_for(output_tile)
+        self.output_tile = geometry.output_shape(self.input_tile)
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         self.num_samples = num_samples
@@ -100,7 +100,7 @@ class RandValidTiled(Randomizable, MapTransform):
 
     def randomize(self, spatial_shape: Sequence[int]) -> None:
         self.starts = [
-            tuple(int(self.R.randint(0, max(s - o, 0) + 1)) for s, o in zip(spatial_shape, self.output_size))
+            tuple(int(self.R.randint(0, max(s - o, 0) + 1)) for s, o in zip(spatial_shape, self.output_tile))
             for _ in range(self.num_samples)
         ]
 
@@ -124,12 +124,12 @@ class RandValidTiled(Randomizable, MapTransform):
             for key in keys:
                 array = np.asarray(d[key].detach().cpu() if isinstance(d[key], torch.Tensor) else d[key])
                 sample[key] = _with_region(
-                    d[key], extract_region(array, in_start, self.input_size, self.mode), in_start
+                    d[key], extract_region(array, in_start, self.input_tile, self.mode), in_start
                 )
             for key in self.label_keys:
                 if key not in d:
                     continue
                 array = np.asarray(d[key].detach().cpu() if isinstance(d[key], torch.Tensor) else d[key])
-                sample[key] = _with_region(d[key], extract_region(array, start, self.output_size, self.mode), start)
+                sample[key] = _with_region(d[key], extract_region(array, start, self.output_tile, self.mode), start)
             samples.append(sample)
         return samples

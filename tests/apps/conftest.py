@@ -12,7 +12,7 @@ from tests.conftest import REPO
 SMALL = {
     "features": [4, 8, 16, 32],
     "pool_sizes": [[2, 2, 1], [2, 2, 1], [2, 2, 1]],
-    "tile_output": [68, 68, 24],
+    "output_tile": [68, 68, 24],
     "device": "cpu",
     "write_rtstruct": True,
 }

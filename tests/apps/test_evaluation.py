@@ -18,7 +18,7 @@ from tests.conftest import REPO
 
 SMALL = {
     "features": [4, 8, 16, 32, 64],
-    "tile_output": [68, 68],
+    "output_tile": [68, 68],
     "device": "cpu",
     "dropout": 0.0,
     "instance_min_size": 0,
@@ -145,7 +145,7 @@ def test_dicom_series_with_a_label_series(tmp_path: Path) -> None:
     """3D: a DICOM image series folder and a label series folder of the same name."""
     from medunet.data.dicom import write_dicom_series
 
-    small = {"features": [4, 8, 16, 32], "pool_sizes": [[2, 2, 1]] * 3, "tile_output": [36, 36, 8], "device": "cpu",
+    small = {"features": [4, 8, 16, 32], "pool_sizes": [[2, 2, 1]] * 3, "output_tile": [36, 36, 8], "device": "cpu",
              "intensity_preset": "mr", "instance_min_size": 0}  # fmt: skip
     torch.manual_seed(0)
     net = ValidUNet(3, 1, 2, features=small["features"], norm="batch", dropout=0.0, pool_sizes=small["pool_sizes"])

@@ -25,8 +25,8 @@ SETTINGS = {
     "input_dir",
     "ckpt_path",
     "default_shape",
-    "tile_output",
-    "val_tile_output",
+    "output_tile",
+    "val_output_tile",
     "spatial_dims",
     "features",
     "dropout",
@@ -66,7 +66,7 @@ def test_inference_uses_the_trained_network(bundle: str) -> None:
     assert inference["network_def"] == train["network_def"]
     for key in [*SHARED_WITH_TRAINING, "intensity_preset", "bundle_name", "bundle_root"]:
         assert inference[key] == train[key], key
-    assert inference["tile_output"] == train["val_tile_output"]
+    assert inference["output_tile"] == train["val_output_tile"]
     assert train["bundle_root"] == "$medunet.engines.bundle_root()"  # the config file's bundle, from any directory
     assert inference["ckpt_path"] == "$@bundle_root + '/models/model.pt'"  # the model-zoo layout
 

@@ -23,7 +23,7 @@ from medunet.networks import ValidUNet
 from tests.conftest import REPO, require
 
 DEPLOY_PYTHON = REPO / ".venv-deploy" / "bin" / "python"
-SMALL = {"features": [4, 8, 16, 32], "pool_sizes": [[2, 2, 1], [2, 2, 1], [2, 2, 1]], "tile_output": [68, 68, 24]}
+SMALL = {"features": [4, 8, 16, 32], "pool_sizes": [[2, 2, 1], [2, 2, 1], [2, 2, 1]], "output_tile": [68, 68, 24]}
 
 
 def _run(cmd: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -54,7 +54,7 @@ def small_bundle(tmp_path: Path) -> Path:
 def test_monai_deploy_app_writes_the_same_seg_as_medunet(small_bundle: Path, shared_data: Path, tmp_path: Path) -> None:
     series = require(shared_data / "tcia_pgbm001_dicom" / "T1post")
     tile = ValidUNet(3, 1, 2, features=SMALL["features"], pool_sizes=SMALL["pool_sizes"]).input_shape_for(
-        SMALL["tile_output"]
+        SMALL["output_tile"]
     )
     # the export as the bundle's README documents it (in this process: the same function as the command line)
     ckpt_export(

@@ -216,7 +216,7 @@ def test_all_bad_settings_are_listed_in_one_message(tmp_path: Path) -> None:
         output_dir=str(tmp_path),
         amp="maybe",
         epochs=0,
-        tile_output=[100, 101],
+        output_tile=[100, 101],
     )
     with pytest.raises(SettingsError) as caught:
         check_settings(parser)
@@ -225,7 +225,7 @@ def test_all_bad_settings_are_listed_in_one_message(tmp_path: Path) -> None:
     assert lines[1] == "  --amp: amp='maybe' is not a boolean; valid values are true/false, 1/0, yes/no (any case)"
     assert lines[2] == "  --epochs: epochs must be an integer >= 1, got 0"
     assert lines[3].startswith(
-        "  --tile_output: tile_output=[100, 101] is not an output tile of this network (axis 1: "
+        "  --output_tile: output_tile=[100, 101] is not an output tile of this network (axis 1: "
     )
     assert "101 (nearest valid: 100 and 116)" in lines[3]
 
@@ -233,8 +233,11 @@ def test_all_bad_settings_are_listed_in_one_message(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"roi_size": [570, 570]}, r"roi_size=\[570, 570\]: .* nearest valid input sizes are 556 and 572"),
-        ({"tile_output": [100, 100, 100]}, r"tile_output=\[100, 100, 100\] has 3 axes, the network has 2"),
+        ({"input_tile": [570, 570]}, r"input_tile=\[570, 570\]: .* nearest valid input sizes are 556 and 572"),
+        ({"output_tile": [100, 100, 100]}, r"output_tile=\[100, 100, 100\] has 3 axes, the network has 2"),
+        ({"tile_output": [388, 388]}, r"tile_output is no longer a setting \(it would be ignored\); use output_tile"),
+        ({"val_tile_output": [388, 388]}, r"val_tile_output is no longer a setting .* use val_output_tile"),
+        ({"roi_size": [572, 572]}, r"roi_size is no longer a setting .* use output_tile: the output tile"),
         ({"pool_sizes": [2, 2]}, r"pool_sizes"),
         ({"flip_axes": [0, 2]}, r"flip_axes=\[0, 2\]: a 2D image has spatial axes 0 to 1"),
         ({"block_shape": [64, 64, 64]}, r"block_shape=\[64, 64, 64\] has 3 axes, the network has spatial_dims=2"),

@@ -104,7 +104,7 @@ def test_the_readme_command_with_a_bad_setting_says_so_within_seconds(tmp_path: 
 @pytest.mark.parametrize(("amp", "expected"), [("true", True), ("False", False), (1, True)])
 def test_amp_from_the_command_line_trains_with_the_intended_value(amp: object, expected: bool, tmp_path: Path) -> None:
     workflow = _workflow(
-        tmp_path / "out", amp=amp, epochs=1, features=[4, 8], tile_output=[20, 20], val_tile_output=[20, 20],
+        tmp_path / "out", amp=amp, epochs=1, features=[4, 8], output_tile=[20, 20], val_output_tile=[20, 20],
         **{"default_data#n_training": 1, "default_data#n_validation": 1, "default_data#shape": [40, 40]},
     )  # fmt: skip
     workflow.initialize()

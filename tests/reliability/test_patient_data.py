@@ -26,7 +26,7 @@ NEEDLES = [b"Zyxplanted", b"Qwertyname", b"PID-ZYX-4711", b"19010203"]
 TINY = {
     "features": [4, 8, 16],
     "pool_sizes": [[2, 2, 1], [2, 2, 1]],
-    "tile_output": [16, 16, 8],
+    "output_tile": [16, 16, 8],
     "intensity_preset": "mr",
     "device": "cpu",
 }
@@ -88,7 +88,7 @@ def test_no_planted_patient_data_outside_the_dicom_objects(tmp_path: Path) -> No
     train_out = tmp_path / "train"
     text = command(
         "training", "bundles/unet3d/configs/train.json", tmp_path / "train.log",
-        dataset_dir=str(data), output_dir=str(train_out), epochs=1, val_tile_output=TINY["tile_output"],
+        dataset_dir=str(data), output_dir=str(train_out), epochs=1, val_output_tile=TINY["output_tile"],
         num_workers=0,
     )  # fmt: skip
     assert (train_out / "mlflow" / "mlflow.db").is_file()

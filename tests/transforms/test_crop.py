@@ -66,7 +66,7 @@ def test_tiles_do_not_share_memory_with_the_cached_image() -> None:
     geometry = UNetGeometry.create(2, 3)
     image = torch.arange(200 * 200, dtype=torch.float32).reshape(1, 200, 200)
     original = image.clone()
-    sampler = RandValidTiled("image", "label", geometry, output_size=(20, 20), num_samples=2)
+    sampler = RandValidTiled("image", "label", geometry, output_tile=(20, 20), num_samples=2)
     for sample in sampler({"image": image, "label": torch.zeros(1, 200, 200)}):
         sample["image"] += 1  # an in-place augmentation later in the chain
     assert torch.equal(image, original)

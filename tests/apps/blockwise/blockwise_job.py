@@ -23,7 +23,7 @@ def network() -> ValidUNet:
 
 
 def job(source: str, output: str, **kwargs: object) -> BlockwiseJob:
-    settings: dict = {"output_mode": "logits", "roi_size": TILE, "block_shape": BLOCK, "scale": 1 / 255,
+    settings: dict = {"output_mode": "logits", "input_tile": TILE, "block_shape": BLOCK, "scale": 1 / 255,
                       "torch_threads": 1, **kwargs}  # fmt: skip
     return BlockwiseJob(input=source, output=output, **settings)
 

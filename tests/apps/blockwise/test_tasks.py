@@ -15,11 +15,11 @@ import pytest
 import torch
 import zarr
 
-from medunet.apps.blockwise import block_grid, label_instances, run_blockwise
-from medunet.inference import OverlapTileInferer, to_channels_last
+from medunet.apps.blockwise import label_instances, run_blockwise
+from medunet.inference import BlockGrid, OverlapTileInferer, to_channels_last
 from medunet.io.volumes import VolumeError, create_volume
 from medunet.utils.labels import label_components
-from tests.apps.blockwise_job import BLOCK, TILE, job, network
+from tests.apps.blockwise.blockwise_job import BLOCK, TILE, job, network
 
 distributed = pytest.importorskip("distributed")
 HERE = Path(__file__).parent
@@ -151,7 +151,7 @@ def _markers(out: Path) -> dict[str, int]:
 
 
 def _start(source: Path, out: Path, workers: int, report: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(HERE.parents[2])}
     return subprocess.Popen(
         [sys.executable, str(HERE / "blockwise_job.py"), str(source), str(out), str(workers), str(report)],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -198,7 +198,7 @@ def test_sigkilled_worker_then_run_resume_without_recomputing_finished_blocks(la
     os.killpg(process.pid, signal.SIGKILL)  # now the whole run: client, scheduler and workers
     process.wait()
     done = _markers(out)
-    total = len(block_grid(whole.shape[1:], BLOCK))
+    total = len(BlockGrid(whole.shape[1:], BLOCK))
     assert progressed <= len(done) < total, "the run finished before it was killed: make the volume larger"
     resumed = run_blockwise(job(str(source), str(out)), network(), scheduler=client, progress=False)
     assert (resumed.computed, resumed.skipped, resumed.blocks) == (total - len(done), len(done), total)
