@@ -31,14 +31,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=24)
-    parser.add_argument("--tile", type=int, default=116, help="output tile side (input tile = tile + 184)")
+    parser.add_argument("--output-tile", type=int, default=116, help="output tile side (input tile = output tile + 184)")
     parser.add_argument("--output-dir", default=str(REPO / "outputs" / "isbi2012"))
     args = parser.parse_args()
     out = Path(args.output_dir)
     settings = {
         "epochs": args.epochs,
         "val_interval": 3,
-        "output_tile": f"[{args.tile}, {args.tile}]",
+        "output_tile": f"[{args.output_tile}, {args.output_tile}]",
         "samples_per_image": 2,
         "optimizer_name": "adam",
         "learning_rate": 0.0001,

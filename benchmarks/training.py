@@ -7,7 +7,7 @@ Writes benchmarks/results/training.json and training.md:
 - the fraction of the trainer's time spent waiting for the data loader.
 Validation is switched off for the measurement (it is not part of an iteration).
 
-Usage: ``python benchmarks/training.py [--iterations N] [--tile OUT]``.
+Usage: ``python benchmarks/training.py [--iterations N] [--output-tile OUT]``.
 """
 
 from __future__ import annotations
@@ -166,22 +166,22 @@ def distributed_scaling(tile: int, epochs: int, images: int = 8) -> dict[str, An
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--tile", type=int, default=100, help="output tile side (the input tile is +184)")
+    parser.add_argument("--output-tile", type=int, default=100, help="output tile side (the input tile is +184)")
     parser.add_argument("--skip-distributed", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         # one warm-up pass each builds the data set and the caches, so both measurements see the same state
         data_dir = Path(tmp) / "run"
-        bundle_trainer(Path(tmp) / "warm", args.tile, 1)
-        bare = bare_loop(data_dir / "bare", args.tile, args.epochs)
-        bundle = bundle_trainer(data_dir / "bundle", args.tile, args.epochs)
-        bare_again = bare_loop(data_dir / "bare2", args.tile, args.epochs)
+        bundle_trainer(Path(tmp) / "warm", args.output_tile, 1)
+        bare = bare_loop(data_dir / "bare", args.output_tile, args.epochs)
+        bundle = bundle_trainer(data_dir / "bundle", args.output_tile, args.epochs)
+        bare_again = bare_loop(data_dir / "bare2", args.output_tile, args.epochs)
     bare_best = max(bare["its_per_s"], bare_again["its_per_s"])
     result = {
         "machine": f"{platform.machine()}, torch {torch.__version__}, 2 threads",
         "network": "unet2d (paper network, 31.0 M parameters)",
-        "input_tile": args.tile + 184,
+        "input_tile": args.output_tile + 184,
         "batch_size": 1,
         "epochs": args.epochs,
         "bundle": bundle,
@@ -189,7 +189,7 @@ def main() -> None:
         "ratio_bundle_over_bare": round(bundle["its_per_s"] / bare_best, 3),
     }
     if not args.skip_distributed:
-        result["distributed"] = distributed_scaling(args.tile, args.epochs + 1)
+        result["distributed"] = distributed_scaling(args.output_tile, args.epochs + 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "training.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [

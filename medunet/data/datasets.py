@@ -32,7 +32,6 @@ __all__ = [
     "msd_spleen_ct",
     "spinegeneric_sc_mri",
     "tcia_brain_mr",
-    "write_datalist",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,27 +43,6 @@ def dataset_root() -> Path:
     """Where the real data sets live: ``$MEDUNET_DATA_DIR`` or ``../shared/data`` beside the repository."""
     env = os.environ.get("MEDUNET_DATA_DIR")
     return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def write_datalist(datalist: dict[str, Any], path: str | Path) -> Path:
-    """Writes a data list as JSON, paths made relative to its folder where possible."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-
-    def rel(value: Any) -> Any:
-        if isinstance(value, str) and os.path.isabs(value):
-            try:
-                return os.path.relpath(value, out.parent)
-            except ValueError:
-                return value
-        return value
-
-    converted = dict(datalist)
-    for section in ("training", "validation", "test"):
-        if section in converted:
-            converted[section] = [{k: rel(v) for k, v in item.items()} for item in converted[section]]
-    atomic_write_json(out, converted, indent=2)
-    return out
 
 
 def _require(path: Path, name: str) -> Path:

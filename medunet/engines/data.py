@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
 from typing import Any
 
-from monai.data import load_decathlon_datalist
-
+from medunet.data.datalist import read_datalist
 from medunet.data.datasets import make_default_dataset
 from medunet.io.dicom_series import DicomSeriesInfo, matching_series, read_dicom_header
 from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES
@@ -49,11 +47,7 @@ def resolve_datalist(
                 f"dataset_dir={dataset_dir!s}: no dataset.json there; give a folder holding a decathlon-format "
                 "dataset.json, the JSON file itself, or leave dataset_dir empty for the generated default data"
             )
-    content = _read_listing(Path(listing))
-    result: dict[str, Any] = {k: v for k, v in content.items() if k not in ("training", "validation", "test")}
-    for section in ("training", "validation"):
-        result[section] = load_decathlon_datalist(listing, data_list_key=section) if section in content else []
-        _check_files(listing, section, result[section])
+    result = read_datalist(listing)
     if not result["training"]:
         raise ValueError(f"{listing}: the 'training' list is empty")
     if not result["validation"]:
@@ -61,46 +55,6 @@ def resolve_datalist(
         result["validation"] = list(result["training"])
     result["source"] = str(listing)
     return result
-
-
-def _read_listing(listing: Path) -> dict[str, Any]:
-    """The JSON object of a decathlon-format data list, its sections checked to be lists of cases."""
-    try:
-        content = json.loads(listing.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(
-            f"{listing} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); fix the file "
-            "(a trailing comma, a missing quote or bracket?)"
-        ) from err
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{listing} is not a UTF-8 text file ({err.reason}); give a JSON data list") from err
-    if not isinstance(content, dict):
-        raise ValueError(
-            f"{listing} holds a JSON {type(content).__name__}; a data list is an object such as "
-            '{"training": [{"image": "imagesTr/a.png", "label": "labelsTr/a.png"}], "validation": [...]}'
-        )
-    for section in ("training", "validation"):
-        cases = content.get(section, [])
-        if not isinstance(cases, list):
-            raise ValueError(f"{listing}: '{section}' must be a list of cases, got a {type(cases).__name__}")
-        for i, case in enumerate(cases):
-            if not isinstance(case, dict) or not isinstance(case.get("image"), str) or not case["image"]:
-                raise ValueError(
-                    f"{listing}: {section}[{i}] is {case!r}; every case is an object with an 'image' path "
-                    "(and a 'label' path for training), relative to the list's folder"
-                )
-    return content
-
-
-def _check_files(listing: str | Path, section: str, cases: list[dict[str, Any]]) -> None:
-    """Every file a case names exists (before a training starts, rather than at the epoch that reaches it)."""
-    for i, case in enumerate(cases):
-        for key in ("image", "label"):
-            if isinstance(case.get(key), str) and not Path(case[key]).exists():
-                raise FileNotFoundError(
-                    f"{listing}: {section}[{i}] names {key} {case[key]}, which does not exist (paths in the list "
-                    "are relative to its folder); fix the entry or remove the case"
-                )
 
 
 def _series_in(files: list[Path]) -> list[DicomSeriesInfo]:

@@ -359,7 +359,7 @@ def test_exported_models_match_eager(trained: tuple[str, Path], tmp_path: Path) 
             "bundles/unet2d/configs/train.json",
             "--ckpt-path",
             str(out / "best_model.pt"),
-            "--tile",
+            "--input-tile",
             "188",
             "188",
             "--output",

@@ -183,11 +183,25 @@ def test_batched_inputs_and_wrapped_network() -> None:
         assert float((together[b : b + 1] - single).abs().max()) <= 1e-5
 
 
+def test_an_output_tile_plans_what_its_input_tile_plans() -> None:
+    net = make_net(2, (2, 4, 8))
+    by_output = OverlapTileInferer(output_tile=(36, 52)).plan((200, 130), net)
+    assert by_output == OverlapTileInferer(input_tile=(76, 92)).plan((200, 130), net)
+    assert by_output.output_tile == (36, 52)
+    assert OverlapTileInferer(output_tile=36).plan((200, 130), net).input_tile == (76, 76)
+
+
 def test_bad_arguments_are_clear_errors() -> None:
     net = make_net(2, (2, 4, 8))
-    bad_roi = r"input_tile \(70, 60\) is not a valid input tile.*axis 0: size 70 is not valid"
-    with pytest.raises(ValueError, match=bad_roi):
+    bad_tile = r"input_tile \(70, 60\) is not a valid input tile.*axis 0: size 70 is not valid"
+    with pytest.raises(ValueError, match=bad_tile):
         OverlapTileInferer(input_tile=(70, 60))(torch.zeros(1, 1, 100, 100), net)
+    with pytest.raises(
+        ValueError, match=r"output_tile=\[37, 36\] is not an output tile .*37 \(nearest valid: 36 and 40\)"
+    ):
+        OverlapTileInferer(output_tile=(37, 36))(torch.zeros(1, 1, 100, 100), net)
+    with pytest.raises(ValueError, match="both given; give one"):
+        OverlapTileInferer(input_tile=(76, 76), output_tile=(36, 36))
     with pytest.raises(ValueError, match="padding_mode='wrap' is not supported; valid options are"):
         OverlapTileInferer(padding_mode="wrap")
     with pytest.raises(ValueError, match="flip_axes"):

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from medunet.inference import TileCostModel, plan_axis_starts, plan_tiles
+from medunet.inference import BlockGrid, TileCostModel, placement, plan_axis_starts, plan_tiles
 from medunet.networks import UNetGeometry, ValidUNet
 
 
@@ -63,3 +63,43 @@ def test_input_tile_and_whole_image_plans() -> None:
         plan_tiles(geo, (100, 70), input_tile=(61, 60))
     with pytest.raises(ValueError, match="another geometry"):
         plan_tiles(UNetGeometry.create(2, 4), (100, 70), cost=TileCostModel(geo, (2, 4, 8)), memory_budget=10**9)
+
+
+def test_region_tiles_lie_on_the_whole_images_grid_and_cover_the_region() -> None:
+    geo = UNetGeometry.create(2, 4)
+    plan = plan_tiles(geo, (300, 250), input_tile=(124, 156))
+    for start, size in [((0, 0), (300, 250)), ((37, 101), (50, 9)), ((299, 249), (1, 1))]:
+        starts = plan.region_starts(start, size)
+        low, high = plan.context(starts)
+        for axis, (axis_starts, s, n) in enumerate(zip(starts, start, size)):
+            assert all(t % plan.stride[axis] == 0 for t in axis_starts)
+            covered = set().union(*(range(t, t + plan.output_tile[axis]) for t in axis_starts))
+            assert set(range(s, s + n)) <= covered
+            assert low[axis] == axis_starts[0] - plan.margin[axis]
+            assert high[axis] == axis_starts[-1] - plan.margin[axis] + plan.input_tile[axis]
+    assert plan.region_starts((0, 0), (300, 250)) == plan.starts  # the whole image: the plan's own tiles
+
+
+def test_placement_clips_a_tile_to_its_region() -> None:
+    dst, src = placement((32, 0), (40, 40), (50, 10), (30, 20))
+    assert (dst, src) == ([slice(0, 22), slice(0, 20)], [slice(18, 40), slice(10, 30)])
+
+
+def test_block_grid_covers_the_image_once() -> None:
+    grid = BlockGrid((10, 7), (4, 4))
+    blocks = grid.blocks()
+    assert len(blocks) == len(grid) == 6
+    seen = np.zeros((10, 7), int)
+    for start, size in blocks:
+        seen[grid.slices(start, size)] += 1
+    assert (seen == 1).all()
+    assert blocks[-1] == ((8, 4), (2, 3))
+    with pytest.raises(ValueError, match="one positive entry per axis"):
+        BlockGrid((10, 7), (4,))
+
+
+def test_default_block_is_one_tile_on_the_grid() -> None:
+    geo = UNetGeometry.create(2, 4)
+    plan = plan_tiles(geo, (300, 100), input_tile=(124, 124))
+    assert (plan.output_tile, plan.stride) == ((36, 36), (8, 8))
+    assert plan.default_block_shape() == (32, 32)  # the output tile rounded down to the stride

@@ -69,7 +69,7 @@ def test_cli_export_names_the_checkpoint(tmp_path: Path, content: str) -> None:
     config = tmp_path / "train.json"
     config.write_text(json.dumps({"network_def": {"_target_": "medunet.networks.ValidUNet", "features": [4, 8]}}))
     with unchanged(path), pytest.raises(SystemExit, match=rf"medunet export: checkpoint {path}"):
-        main(["export", "--config-file", str(config), "--ckpt-path", str(path), "--tile", "28", "28", "--output",
+        main(["export", "--config-file", str(config), "--ckpt-path", str(path), "--input-tile", "28", "28", "--output",
               str(tmp_path / "m.pt2")])  # fmt: skip
     assert not (tmp_path / "m.pt2").exists()
 
