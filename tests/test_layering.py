@@ -8,6 +8,7 @@ functions: a package may import only packages of a lower layer (or itself), and 
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,3 +263,47 @@ def test_tests_mirror_the_package() -> None:
         if not source.is_file():
             orphans.append(f"{relative} (no {source.relative_to(REPO)})")
     assert not orphans, "test modules that mirror no module: " + ", ".join(orphans)
+
+
+def where_tested(architecture: str) -> dict[str, list[str]]:
+    """The rows of the "module | tested in" table of docs/architecture.md: module path -> test files named."""
+    rows: dict[str, list[str]] = {}
+    for line in architecture.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith(f"`{ROOT}/") and "tests/" in cells[1]:
+            rows[cells[0].strip("`")] = re.findall(r"`(tests/[^`]+\.py)`", cells[1])
+    return rows
+
+
+def untested_modules(root: Path, rows: dict[str, list[str]]) -> list[str]:
+    """Modules with neither their own test module nor a row saying where they are tested (whose files exist)."""
+    missing = []
+    for path in sorted((root / ROOT).rglob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        relative = path.relative_to(root / ROOT)
+        own = root / "tests" / relative.parent / f"test_{path.stem}.py"
+        named = rows.get(str(path.relative_to(root)), [])
+        if not own.is_file() and not (named and all((root / t).is_file() for t in named)):
+            missing.append(str(path.relative_to(root)))
+    return missing
+
+
+def test_every_module_is_tested_by_its_test_module_or_a_named_one() -> None:
+    rows = where_tested((REPO / "docs" / "architecture.md").read_text())
+    missing = untested_modules(REPO, rows)
+    assert not missing, (
+        "modules without tests/<package>/test_<module>.py and without a row in docs/architecture.md's "
+        "'module | tested in' table: " + ", ".join(missing)
+    )
+    stale = [module for module in rows if not (REPO / module).is_file()]
+    assert not stale, "docs/architecture.md names tests for modules that do not exist: " + ", ".join(stale)
+
+
+def test_mirror_check_finds_an_untested_module(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"medunet/io/a.py": "", "medunet/io/b.py": "", "medunet/io/c.py": "",
+                            "tests/io/test_a.py": "", "tests/io/test_other.py": ""})  # fmt: skip
+    rows = where_tested(
+        "| `medunet/io/b.py` | `tests/io/test_other.py` (through a) |\n| `medunet/io/c.py` | `tests/io/test_gone.py` |"
+    )
+    assert untested_modules(root, rows) == ["medunet/io/c.py"]
