@@ -31,7 +31,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=24)
-    parser.add_argument("--output-tile", type=int, default=116, help="output tile side (input tile = output tile + 184)")
+    parser.add_argument(
+        "--output-tile", type=int, default=116, help="output tile side (input tile = output tile + 184)"
+    )
     parser.add_argument("--output-dir", default=str(REPO / "outputs" / "isbi2012"))
     args = parser.parse_args()
     out = Path(args.output_dir)

@@ -78,7 +78,8 @@ def add_label_image(path: str | Path, chunks: Sequence[int], name: str = "instan
     image = open_volume(out)
     root = zarr.open_group(str(out), mode="r+")
     labels = root.require_group("labels")
-    listed = dict(labels.attrs).get("ome", {}).get("labels", [])
+    ome_labels: Any = dict(labels.attrs).get("ome", {})
+    listed = list(ome_labels.get("labels", []))
     labels.attrs["ome"] = {"version": "0.5", "labels": sorted({*listed, name})}
     array = create_volume(
         target, image.spatial_shape, np.uint32, tuple(chunks), image.spatial_axes, image.voxel_size, image.origin,
