@@ -17,7 +17,7 @@ from monai.data import load_decathlon_datalist
 
 from medunet.utils.files import atomic_write_json
 
-__all__ = ["read_datalist", "write_datalist"]
+__all__ = ["check_files", "read_datalist", "write_datalist"]
 
 
 def read_datalist(listing: str | Path) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def read_datalist(listing: str | Path) -> dict[str, Any]:
     result: dict[str, Any] = {k: v for k, v in content.items() if k not in ("training", "validation", "test")}
     for section in ("training", "validation"):
         result[section] = load_decathlon_datalist(path, data_list_key=section) if section in content else []
-        _check_files(path, section, result[section])
+        check_files(path, section, result[section])
     return result
 
 
@@ -87,7 +87,7 @@ def _read_json(listing: Path) -> dict[str, Any]:
     return content
 
 
-def _check_files(listing: str | Path, section: str, cases: list[dict[str, Any]]) -> None:
+def check_files(listing: str | Path, section: str, cases: list[dict[str, Any]]) -> None:
     """Every file a case names exists (before a training starts, rather than at the epoch that reaches it)."""
     for i, case in enumerate(cases):
         for key in ("image", "label"):

@@ -11,7 +11,7 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "DATASETS",
     "dataset_root",
     "dsb2018_nuclei",
+    "dsb2018_stage1",
     "isbi2012_em",
     "make_default_dataset",
     "msd_spleen_ct",
@@ -86,6 +87,38 @@ def dsb2018_nuclei(root: str | Path | None = None, n_validation: int = 3) -> dic
     }
 
 
+def dsb2018_stage1(root: str | Path | None = None, validation_fraction: float = 0.1, seed: int = 0) -> dict[str, Any]:
+    """DSB 2018 stage1_train (community-fixed; fluorescence, histology and brightfield): uint16 instance labels.
+
+    Split by image, per group of ``manifest.json``: in each group, ``validation_fraction`` of the images (at least
+    one), drawn with ``seed`` from the images sorted by name, validate; the rest train. Every case carries its
+    ``group``, so metrics can be reported per group.
+    """
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be between 0 and 1, got {validation_fraction}")
+    base = _require(Path(root or dataset_root()) / "dsb2018_stage1", "dsb2018_stage1")
+    manifest = json.loads((base / "manifest.json").read_text())["images"]
+    training: list[dict[str, str]] = []
+    validation: list[dict[str, str]] = []
+    rng = np.random.default_rng(seed)
+    for group in sorted({entry["group"] for entry in manifest.values()}):
+        names = sorted(name for name, entry in manifest.items() if entry["group"] == group)
+        held = {names[i] for i in rng.permutation(len(names))[: max(1, round(validation_fraction * len(names)))]}
+        for name in names:
+            case = {"image": str(base / "images" / f"{name}.png"), "label": str(base / "labels" / f"{name}.png"),
+                    "group": group}  # fmt: skip
+            (validation if name in held else training).append(case)
+    return {
+        "name": "dsb2018_stage1",
+        "tensorImageSize": "2D",
+        "labels": {"0": "background", "1": "nucleus"},
+        "label_rule": "instances",
+        "split": f"per group, {validation_fraction:g} of the images validate (numpy default_rng({seed}))",
+        "training": training,
+        "validation": validation,
+    }
+
+
 def msd_spleen_ct(root: str | Path | None = None) -> dict[str, Any]:
     """MSD spleen CT crop (one case; used for training and validation alike in smoke runs)."""
     base = _require(Path(root or dataset_root()) / "msd_spleen_ct_crop", "msd_spleen_ct_crop")
@@ -131,9 +164,10 @@ def tcia_brain_mr(root: str | Path | None = None) -> dict[str, Any]:
     }
 
 
-DATASETS = {
+DATASETS: dict[str, Callable[..., dict[str, Any]]] = {
     "isbi2012_em": isbi2012_em,
     "dsb2018_nuclei": dsb2018_nuclei,
+    "dsb2018_stage1": dsb2018_stage1,
     "msd_spleen_ct": msd_spleen_ct,
     "spinegeneric_sc_mri": spinegeneric_sc_mri,
     "tcia_brain_mr": tcia_brain_mr,

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from medunet.data.datalist import read_datalist
-from medunet.data.datasets import make_default_dataset
+from medunet.data.datalist import check_files, read_datalist
+from medunet.data.datasets import DATASETS, make_default_dataset
 from medunet.io.dicom_series import DicomSeriesInfo, matching_series, read_dicom_header
 from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES
 from medunet.io.volumes import is_volume_path
@@ -29,12 +29,20 @@ def resolve_datalist(
     - ``dataset_dir`` empty: medunet's generated default data set in ``<output_dir>/default_data``
       (made once, reused afterwards; ``default_data`` passes options to
       :func:`medunet.data.datasets.make_default_dataset`, e.g. ``{"n_training": 2, "shape": [96, 96]}``);
-    - a folder with ``dataset.json`` or a JSON file: that decathlon-format list.
+    - a folder with ``dataset.json`` or a JSON file: that decathlon-format list;
+    - the name of a shared data set (:data:`medunet.data.datasets.DATASETS`, e.g. ``dsb2018_stage1``): its list
+      with the split it defines, read from ``$MEDUNET_DATA_DIR`` or ``../shared/data``.
 
     Raises:
         FileNotFoundError: the folder / file is missing or has no ``dataset.json``; a file it lists is missing.
         ValueError: the list is not valid JSON, or not of the decathlon form, or has no training cases.
     """
+    if dataset_dir in DATASETS and not Path(str(dataset_dir)).exists():
+        result = DATASETS[str(dataset_dir)]()
+        for section in ("training", "validation"):
+            check_files(str(dataset_dir), section, result[section])
+        result["source"] = str(dataset_dir)
+        return result
     if not dataset_dir:
         listing = make_default_dataset(
             Path(output_dir) / "default_data", spatial_dims=spatial_dims, **(default_data or {})

@@ -32,6 +32,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.bundle.reference_resolver import ReferenceResolver
 
+from medunet.data.datasets import DATASETS
 from medunet.engines.distributed import default_device
 from medunet.engines.run import check_checkpoint
 from medunet.inference.precision import cpu_has_native_bf16
@@ -202,6 +203,19 @@ def _output_folder(value: Any, name: str) -> str:
     return str(path)
 
 
+def _dataset(value: Any, name: str) -> str:
+    """A data list folder or file, the name of a shared data set, or empty (the generated default data)."""
+    if value is None or value == "" or value in DATASETS:
+        return "" if value is None else str(value)
+    path = Path(_text(value, name)).expanduser()
+    if not path.exists():
+        raise ValueError(
+            f"{name}={str(value)!r} does not exist; give a folder holding dataset.json, the JSON file, the name of a "
+            f"shared data set ({', '.join(sorted(DATASETS))}), or leave it empty for the generated default data"
+        )
+    return str(path)
+
+
 def _tiff_file(value: Any, name: str) -> str:
     path = Path(_text(value, name)).expanduser()
     if not path.name.lower().endswith((".tif", ".tiff")):
@@ -321,7 +335,7 @@ SETTINGS: dict[str, Setting] = {
     "channels_last": boolean(),
     # data and outputs
     "output_dir": Setting(_output_folder, "path"),
-    "dataset_dir": existing_path("folder holding dataset.json, or the JSON file", "the generated default data"),
+    "dataset_dir": Setting(_dataset, "path"),
     "input_dir": existing_path("folder of images or DICOM series (or one image file)"),
     "ckpt_path": Setting(_checkpoint, "path"),
     "bundle_name": text(),

@@ -97,7 +97,7 @@ def label_to_instances(label: np.ndarray, rule: str | LabelRule, threshold: floa
     become the connected components of their objects."""
     kind = look_up(rule, LabelRule, "label_rule")
     array = np.asarray(label)
-    if kind == LabelRule.INSTANCES:
+    if kind in (LabelRule.INSTANCES, LabelRule.INSTANCE_BORDERS):
         if array.size and array.min() < 0:
             raise ValueError(f"instance labels must be >= 0, found {array.min()}")
         return array.astype(np.int32)

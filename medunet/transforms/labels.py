@@ -10,11 +10,12 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type
+from skimage.segmentation import find_boundaries
 
 from medunet.transforms.functional.weight_map import separate_touching
 from medunet.utils.enums import LabelRule, look_up
 
-__all__ = ["LabelRule", "LabelToClassesd", "ToGrayscaled", "label_to_classes"]
+__all__ = ["LabelRule", "LabelToClassesd", "ToGrayscaled", "instance_borders", "label_to_classes"]
 
 
 def label_to_classes(
@@ -39,6 +40,15 @@ def label_to_classes(
         spatial = array[0] if array.ndim in (3, 4) and array.shape[0] == 1 else array
         carved = separate_touching(spatial.astype(np.int64))
         return (carved > 0).astype(np.int64).reshape(array.shape)
+    if kind == LabelRule.INSTANCE_BORDERS:
+        if num_classes != 3:
+            raise ValueError(
+                f"label_rule='instance_borders' makes 3 classes (background, interior, border); set num_classes to 3, "
+                f"not {num_classes}"
+            )
+        if array.size and array.min() < 0:
+            raise ValueError(f"instance labels must be >= 0, found {array.min()}")
+        return instance_borders(array.astype(np.int64))
     values = np.unique(array)
     unexpected = values[(values < 0) | (values >= num_classes)]
     if unexpected.size:
@@ -47,6 +57,15 @@ def label_to_classes(
             "to 'threshold' (e.g. 0/255 masks) or 'instances' (instance labels), or raise num_classes"
         )
     return array.astype(np.int64)
+
+
+def instance_borders(instances: np.ndarray) -> np.ndarray:
+    """Instance labels as classes 0 (background), 1 (object interior) and 2 (object border: an object's voxels
+    with a face neighbour outside the object). ``find_boundaries`` of scikit-image finds the borders."""
+    borders = find_boundaries(instances, connectivity=1, mode="inner") & (instances > 0)
+    classes = (instances > 0).astype(np.int64)
+    classes[borders] = 2
+    return classes
 
 
 class LabelToClassesd(MapTransform):

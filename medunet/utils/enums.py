@@ -58,12 +58,15 @@ class InstanceSplit(StrEnum):
 
     ``none``: connected components only; ``distance``: seeded watershed on the distance to the background,
     one seed per distance maximum; ``probability``: seeded watershed on the object probability, seeds where
-    the network is confident.
+    the network is confident; ``borders``: for a network trained with ``label_rule="instance_borders"``
+    (classes background / object interior / object border, as the 2018 Data Science Bowl's winners), seeds are
+    the components of the interior class, grown over interior and border.
     """
 
     NONE = "none"
     DISTANCE = "distance"
     PROBABILITY = "probability"
+    BORDERS = "borders"
 
 
 class OutputMode(StrEnum):
@@ -106,12 +109,16 @@ class LabelRule(StrEnum):
     ``classes``: already class indices ``0..num_classes-1`` (anything else is an error);
     ``threshold``: ``label > threshold`` is class 1 (ISBI 2012: 255 = cell, 0 = membrane);
     ``instances``: instance labels (0 = background); touching objects are separated by a one-voxel
-    background border (the paper's ground truth) and the result is foreground (1) / background (0).
+    background border (the paper's ground truth) and the result is foreground (1) / background (0);
+    ``instance_borders``: instance labels become three classes, background (0), object interior (1) and object
+    border (2: the object's voxels next to the background or another object), so that touching objects are
+    told apart by their borders (``num_classes`` 3; instances with ``instance_split="borders"``).
     """
 
     CLASSES = "classes"
     THRESHOLD = "threshold"
     INSTANCES = "instances"
+    INSTANCE_BORDERS = "instance_borders"
 
 
 class IrregularSpacing(StrEnum):

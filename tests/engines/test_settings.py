@@ -24,7 +24,7 @@ WIRING = {
     "geometry", "datalist", "loss", "optimizer", "lr_scheduler", "rng_state", "checkpoint_dict", "load_transforms",
     "train", "validate", "early_stop", "checkpoint_saver", "checkpoint_loader", "mlflow", "initialize", "run",
     "training", "evaluating", "inference", "finalize", "preprocessing", "dataset", "dataloader", "inferer",
-    "postprocessing", "handlers", "evaluator", "blockwise_job", "blockwise_network", "rank", "world_size", "cases",
+    "postprocessing", "handlers", "evaluator", "blockwise_job", "blockwise_network", "blockwise_report", "rank", "world_size", "cases",
     "audit",
 }  # fmt: skip
 
@@ -104,7 +104,8 @@ def test_boolean_settings_read_the_words_for_yes_and_no(name: str) -> None:
         ("series_description", "(flair", r"series_description='\(flair' is not a valid regular expression"),
         ("intensity_clip", [5, 1], r"intensity_clip must be \[low, high\] with low < high"),
         ("memory_limit", "lots", r"memory_limit='lots' is not a memory size"),
-        ("dataset_dir", "/no/such/data", r"dataset_dir='/no/such/data' does not exist; give an existing folder .* or"
+        ("dataset_dir", "/no/such/data", r"dataset_dir='/no/such/data' does not exist; give a folder holding dataset"
+                                         r"\.json, the JSON file, the name of a shared data set \(dsb2018_nuclei, .*\), or"
                                          r" leave it empty for the generated default data"),
         ("input_dir", "/no/such/images", r"input_dir='/no/such/images' does not exist"),
         ("ckpt_path", "/no/such.pt", r"ckpt_path: checkpoint /no/such\.pt does not exist; train first"),

@@ -38,8 +38,9 @@ class BlockwiseJob:
         output: the output OME-Zarr folder.
         output_mode: ``labels`` (uint8 classes), ``probabilities`` (``probability_dtype``) or ``logits``.
         probability_dtype: ``"uint8"`` (0..255, rounded) or ``"float16"``.
-        output_tile / input_tile: the network's tile, as the in-memory inferer takes it (give at most one; the
-            bundles give their ``output_tile``). Neither: the planner's choice for the whole volume.
+        output_tile / input_tile: the network's tile, as the in-memory inferer takes it; an ``input_tile``
+            replaces the ``output_tile`` (the bundles give their ``output_tile``, and ``input_tile`` when asked).
+            Neither: the planner's choice for the whole volume.
         block_shape: output block per task (default: the largest multiple of the pooling stride within the
             output tile, so one tile per block); a multiple of the stride and of ``chunks``.
         chunks: output chunk shape (default: ``block_shape``).
@@ -78,7 +79,7 @@ class BlockwiseJob:
     def inferer(self) -> OverlapTileInferer:
         output = "probabilities" if self.output_mode == VolumeOutput.PROBABILITIES else "logits"
         return OverlapTileInferer(
-            input_tile=self.input_tile, output_tile=self.output_tile, flip_axes=self.flip_axes,
+            input_tile=self.input_tile, output_tile=None if self.input_tile else self.output_tile, flip_axes=self.flip_axes,
             padding_mode=self.padding_mode, output=output, amp=False, channels_last=self.channels_last,
         )  # fmt: skip
 

@@ -61,7 +61,8 @@ def instances_from_prediction(
         split: :class:`~medunet.utils.enums.InstanceSplit`: ``"none"``, ``"distance"`` (seeds: h-maxima of
             the distance to the background, height ``seed_height`` in the unit of ``spacing``) or
             ``"probability"`` (seeds: connected regions where the object probability exceeds
-            ``seed_threshold``; needs probabilities).
+            ``seed_threshold``; needs probabilities) or ``"borders"`` (a background / interior / border
+            prediction: seeds are the interior's components, grown over interior and border).
         seed_threshold: probability a seed must exceed (``split="probability"``).
         seed_height: minimal height of a distance maximum to be a seed (``split="distance"``); larger values
             split less.
@@ -75,9 +76,13 @@ def instances_from_prediction(
     seed becomes one object, so splitting never deletes an object.
     """
     kind = look_up(split, InstanceSplit, "split")
-    mask, probability = foreground_probability(prediction, foreground)
     if min_size < 0:
         raise ValueError(f"min_size must be >= 0, got {min_size}")
+    if kind == InstanceSplit.BORDERS:
+        if fill:
+            raise ValueError("split='borders' separates objects by their predicted borders; it has no fill=True form")
+        return _from_borders(prediction, min_size)
+    mask, probability = foreground_probability(prediction, foreground)
     if fill:
         return _partition(mask, probability, kind, min_size, seed_threshold, seed_height, spacing)
     if kind == InstanceSplit.NONE or not mask.any():
@@ -98,13 +103,38 @@ def instances_from_prediction(
         distance = ndimage.distance_transform_edt(mask, sampling=spacing)
         seeds = label_components(h_maxima(distance, seed_height).astype(bool) & mask)
         relief = -distance
+    return remove_small(_grow(relief, seeds, mask), min_size)
+
+
+def _grow(relief: np.ndarray, seeds: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Seeds grown over ``mask`` down the ``relief`` (watershed); a component of the mask without a seed becomes
+    one object, so splitting never deletes an object."""
     structure = ndimage.generate_binary_structure(mask.ndim, 1)
     labels = watershed(relief, markers=seeds, mask=mask, connectivity=structure).astype(np.int32)
     unseeded = mask & (labels == 0)
     if unseeded.any():
         extra = label_components(unseeded)
         labels[unseeded] = extra[unseeded] + labels.max()
-    return remove_small(labels, min_size)
+    return labels
+
+
+def _from_borders(prediction: np.ndarray, min_size: int) -> np.ndarray:
+    """``split="borders"``: a background / interior / border prediction. Seeds are the interior's components; they
+    grow over the object (interior and border) along the interior probability (the distance to the background
+    for class indices); a component of the object without interior becomes one object."""
+    array = np.asarray(prediction)
+    if array.ndim < 3 or array.shape[0] not in (1, 3):
+        raise ValueError(
+            f"split='borders' needs a (3, *S) prediction of background, interior and border (or (1, *S) class indices "
+            f"0..2) from a network trained with label_rule='instance_borders', got shape {array.shape}"
+        )
+    classes = array[0] if array.shape[0] == 1 else np.argmax(array, axis=0)
+    mask = classes > 0
+    if not mask.any():
+        return np.zeros(mask.shape, np.int32)
+    seeds = label_components(classes == 1)
+    relief = -array[1] if array.shape[0] == 3 else -ndimage.distance_transform_edt(mask)
+    return remove_small(_grow(relief, seeds, mask), min_size)
 
 
 def _partition(
