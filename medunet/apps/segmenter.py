@@ -78,6 +78,7 @@ class BundleSegmenter:
         self.inferer = self.parser.get_parsed_content("inferer")
         self.postprocessing = self.parser.get_parsed_content("postprocessing")
         self._lock = threading.Lock()
+        self.last_shape: tuple[int, ...] | None = None  # spatial shape of the last case segmented
 
     def segment(self, case: str | Path, output_dir: str | Path) -> list[Path]:
         """Segments one case into ``output_dir``; returns the files written there."""
@@ -90,9 +91,11 @@ class BundleSegmenter:
             except RuntimeError as err:
                 cause = transform_error(err)  # surface medunet's own message (file, reason, fix)
                 if isinstance(cause, (ValueError, FileNotFoundError)):
-                    raise cause from None
+                    named = str(cause) if str(Path(case).name) in str(cause) else f"{case}: {cause}"
+                    raise type(cause)(named) from None
                 raise
             image = data["image"][None].to(self.device)
+            self.last_shape = tuple(int(s) for s in image.shape[2:])
             with torch.inference_mode():
                 pred = self.inferer(image, self.network)
             # The batch was made with [None] (not collated), so the metadata is unbatched: index, don't decollate.

@@ -4,7 +4,7 @@ merged and split objects)."""
 
 from medunet.metrics.instances import AP_THRESHOLDS, instance_scores, iou_matrix, match_count
 from medunet.metrics.isbi import ISBI_THRESHOLDS, isbi_scores, thin_borders, vrand_vinfo
-from medunet.metrics.measurements import segment_measurements
+from medunet.metrics.measurements import instance_measurements, segment_measurements
 from medunet.metrics.segmentation import (
     InstanceMetric,
     ObjectF1Metric,
@@ -23,6 +23,7 @@ __all__ = [
     "ObjectF1Metric",
     "PixelErrorMetric",
     "RandErrorMetric",
+    "instance_measurements",
     "instance_scores",
     "iou_matrix",
     "isbi_scores",

@@ -8,12 +8,12 @@ with a reference; none describes one prediction in physical units.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["segment_measurements"]
+__all__ = ["INSTANCE_COLUMNS", "instance_measurements", "segment_measurements"]
 
 
 def segment_measurements(
@@ -74,5 +74,71 @@ def segment_measurements(
             "world_min": [float(v) for v in world.min(axis=1)],
             "world_max": [float(v) for v in world.max(axis=1)],
         }
+        records.append(record)
+    return records
+
+
+INSTANCE_COLUMNS = (
+    "label", "area_px", "area", "unit", "centroid", "bbox_min", "bbox_max", "mean_intensity", "mean_probability",
+)  # fmt: skip
+"""The columns of :func:`instance_measurements` (the per-instance CSV), in order."""
+
+
+def instance_measurements(
+    instances: np.ndarray,
+    spacing: Sequence[float] | None = None,
+    unit: str | None = None,
+    intensities: np.ndarray | None = None,
+    probability: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """One record per instance of an instance label image (2D or 3D): label, area (pixels or voxels, and in
+    ``unit`` squared or cubed where the ``spacing`` is known), centroid and bounding box (pixel indices, the box's
+    maximum inclusive), the source image's mean intensity (channels averaged) and the instance's mean probability.
+
+    scikit-image's ``regionprops_table`` measures; medunet adds the physical area and the columns' names.
+
+    Args:
+        instances: integer labels, 0 = background.
+        spacing: pixel size per axis in ``unit`` (None: unknown, ``area`` is None).
+        unit: e.g. ``"micrometer"`` or ``"mm"``.
+        intensities: the source image on the same grid (values before normalisation), or None.
+        probability: the object probability on the same grid (e.g. 1 - the background's softmax), or None.
+    """
+    from skimage.measure import regionprops_table
+
+    labels = np.asarray(instances)
+    if labels.ndim not in (2, 3):
+        raise ValueError(f"instances must be a 2D or 3D label image, got shape {labels.shape}")
+    layers = [np.asarray(a, dtype=np.float64) for a in (intensities, probability) if a is not None]
+    for layer in layers:
+        if layer.shape != labels.shape:
+            raise ValueError(f"an image of shape {layer.shape} is not on the instances' grid {labels.shape}")
+    if not labels.any():
+        return []
+    table = regionprops_table(
+        labels.astype(np.int64),
+        intensity_image=np.stack(layers, axis=-1) if layers else None,
+        properties=["label", "area", "centroid", "bbox", *(["intensity_mean"] if layers else [])],
+    )
+    dims = labels.ndim
+    size = float(np.prod(spacing)) if spacing is not None else None
+    records = []
+    for i, label in enumerate(table["label"]):
+        record: dict[str, Any] = {
+            "label": int(label),
+            "area_px": int(table["area"][i]),
+            "area": None if size is None else float(table["area"][i]) * size,
+            "unit": None if size is None else f"{unit or 'unit'}^{dims}",
+            "centroid": [round(float(table[f"centroid-{a}"][i]), 3) for a in range(dims)],
+            "bbox_min": [int(table[f"bbox-{a}"][i]) for a in range(dims)],
+            "bbox_max": [int(table[f"bbox-{a + dims}"][i]) - 1 for a in range(dims)],
+            "mean_intensity": None,
+            "mean_probability": None,
+        }
+        k = 0
+        for name, given in (("mean_intensity", intensities), ("mean_probability", probability)):
+            if given is not None:
+                record[name] = round(float(table[f"intensity_mean-{k}"][i]), 6)
+                k += 1
         records.append(record)
     return records

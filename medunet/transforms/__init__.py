@@ -9,7 +9,14 @@ from medunet.transforms.instances import (
     label_to_instances,
 )
 from medunet.transforms.intensity import IntensityPreset, IntensityPresetd, intensity_preset
-from medunet.transforms.io import LoadImageOrSeriesd, SaveDicomSegd, SaveImaged, SaveMeasurementsd, SaveOverlayd
+from medunet.transforms.io import (
+    LoadImageOrSeriesd,
+    SaveDicomSegd,
+    SaveImaged,
+    SaveInstanceMeasurementsd,
+    SaveMeasurementsd,
+    SaveOverlayd,
+)
 from medunet.transforms.labels import AddChanneld, LabelRule, LabelToClassesd, ToGrayscaled, label_to_classes
 from medunet.transforms.weight_map import UNetWeightMap, UNetWeightMapd
 
@@ -29,6 +36,7 @@ __all__ = [
     "RandValidTiled",
     "SaveDicomSegd",
     "SaveImaged",
+    "SaveInstanceMeasurementsd",
     "SaveMeasurementsd",
     "SaveOverlayd",
     "ToGrayscaled",

@@ -28,6 +28,7 @@ __all__ = [
     "LoadImageOrSeriesd",
     "SaveDicomSegd",
     "SaveImaged",
+    "SaveInstanceMeasurementsd",
     "SaveMeasurementsd",
     "SaveOverlayd",
     "atomic_writer",
@@ -295,5 +296,70 @@ class SaveMeasurementsd(MapTransform):
                     "intensity_unit": "HU" if modality.upper() == "CT" else "stored values after rescale",
                     "segments": records,
                 },
+            )
+        return d
+
+
+class SaveInstanceMeasurementsd(MapTransform):
+    """Writes ``<output_dir>/<name>_instances.csv`` and ``.json``: one row per instance of the instance labels
+    ``keys`` (e.g. ``pred_instances``), with its area (pixels, and in mm² / mm³ where the image format carries a
+    pixel size: NIfTI, DICOM), centroid, bounding box, the mean of ``image_key`` (the image as loaded, channels
+    averaged) and the instance's mean object probability from ``scores_key`` (``1 -`` the background's softmax;
+    :func:`medunet.metrics.instance_measurements`). Cases without instance labels are left alone.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str,
+        image_key: str | None = "image_source",
+        scores_key: str | None = "pred",
+        allow_missing_keys: bool = True,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir, self.image_key, self.scores_key = output_dir, image_key, scores_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        import csv
+        import io
+        import json
+
+        from medunet.metrics.measurements import INSTANCE_COLUMNS, instance_measurements
+        from medunet.utils.files import atomic_write_json, atomic_write_text
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            scores = d.get(self.scores_key) if self.scores_key else None
+            meta = dict(getattr(scores if scores is not None else d[key], "meta", {}))
+            name = case_name(meta)
+            if name is None:
+                continue
+            instances = convert_to_numpy(d[key]).astype(np.int64)
+            instances = instances[0] if instances.ndim > 2 and instances.shape[0] == 1 else instances
+            source = d.get(self.image_key) if self.image_key else None
+            intensities = None if source is None else convert_to_numpy(source).astype(np.float64).mean(axis=0)
+            probability = None
+            if scores is not None and convert_to_numpy(scores).shape[0] > 1:
+                probability = 1.0 - convert_to_numpy(scores)[0].astype(np.float64)
+            spacing, unit = None, None
+            if not str(meta.get("filename_or_obj", "")).lower().endswith(IMAGE_SUFFIXES):  # a format with a pixel size
+                affine = np.asarray(meta.get("affine", np.eye(instances.ndim + 1)), dtype=np.float64)
+                spacing = [float(v) for v in np.linalg.norm(affine[: instances.ndim, : instances.ndim], axis=0)]
+                unit = "mm"
+            records = instance_measurements(instances, spacing, unit, intensities, probability)
+            d[f"{key}_measurements"] = records
+            table = io.StringIO()
+            writer = csv.writer(table)
+            writer.writerow(INSTANCE_COLUMNS)
+            for record in records:
+                writer.writerow(
+                    json.dumps(record[c]) if isinstance(record[c], list) else ("" if record[c] is None else record[c])
+                    for c in INSTANCE_COLUMNS
+                )
+            atomic_write_text(Path(self.output_dir) / f"{name}_instances.csv", table.getvalue())
+            atomic_write_json(
+                Path(self.output_dir) / f"{name}_instances.json",
+                {"source": str(meta.get("filename_or_obj")), "instances": records},
+                indent=1,
             )
         return d

@@ -19,6 +19,8 @@ def test_segments_a_dicom_series_into_nifti_seg_and_overlay(segmenter: BundleSeg
     names = sorted(
         f"case1_{end}"
         for end in (
+            "instances.csv",
+            "instances.json",
             "instances.nii.gz",
             "measurements.json",
             "overlay.png",
