@@ -49,7 +49,9 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_a_folder_gets_instances_overlays_and_the_per_instance_table(bundle: Path, images: Path, tmp_path: Path) -> None:
+def test_a_folder_gets_instances_overlays_and_the_per_instance_table(
+    bundle: Path, images: Path, tmp_path: Path
+) -> None:
     report = segment(bundle, images, tmp_path / "out", settings={"device": "cpu"}, progress=False)
     assert sorted(Path(k).name for k in report.outputs) == ["cells0.png", "cells1.png"]
     assert report.seconds_per_megapixel is not None
