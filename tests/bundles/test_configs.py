@@ -44,23 +44,36 @@ def load(bundle: str, name: str) -> dict[str, Any]:
     return json.loads((BUNDLES / bundle / "configs" / name).read_text())
 
 
+# The settings in which a pretrained 2D bundle's recipe may differ from unet2d's.
+RECIPE_SETTINGS = {
+    "bundle_name", "output_dir", "dataset_dir", "amp", "epochs", "val_interval", "early_stop_patience",
+    "optimizer_name", "learning_rate", "batch_size", "samples_per_image", "output_tile", "val_output_tile",
+    "num_classes", "features", "dropout", "label_rule", "instance_split", "instance_min_size",
+    "instance_seed_threshold", "instance_fill", "weight_w0", "weight_sigma", "weight_binary", "weight_separate",
+    "dice_weight", "elastic_prob", "elastic_sigma", "intensity_preset",
+}  # fmt: skip
+PAIRS = [("unet2d", "unet3d", SETTINGS), ("unet2d", "nuclei", RECIPE_SETTINGS)]
+
+
 @pytest.mark.parametrize("name", ["train.json", "inference.json"])
-def test_bundles_differ_only_in_their_settings(name: str) -> None:
-    two, three = load("unet2d", name), load("unet3d", name)
-    assert list(two) == list(three), "the same keys in the same order"
-    differing = {key for key in two if two[key] != three[key]}
-    assert differing <= SETTINGS, f"{name}: shared parts differ: {sorted(differing - SETTINGS)}"
+@pytest.mark.parametrize(("first", "second", "allowed"), PAIRS, ids=[f"{a}-{b}" for a, b, _ in PAIRS])
+def test_bundles_differ_only_in_their_settings(name: str, first: str, second: str, allowed: set[str]) -> None:
+    one, other = load(first, name), load(second, name)
+    assert list(one) == list(other), "the same keys in the same order"
+    differing = {key for key in one if one[key] != other[key]}
+    assert differing <= allowed, f"{name}: shared parts differ: {sorted(differing - allowed)}"
     assert "bundle_name" in differing
 
 
+@pytest.mark.parametrize("bundle", ["unet3d", "nuclei"])
 @pytest.mark.parametrize(
     "name", ["evaluate.json", "multi_gpu_train.json", "multi_gpu_inference.json", "blockwise.json", "logging.conf"]
 )
-def test_overlays_are_identical(name: str) -> None:
-    assert (BUNDLES / "unet2d" / "configs" / name).read_bytes() == (BUNDLES / "unet3d" / "configs" / name).read_bytes()
+def test_overlays_are_identical(name: str, bundle: str) -> None:
+    assert (BUNDLES / "unet2d" / "configs" / name).read_bytes() == (BUNDLES / bundle / "configs" / name).read_bytes()
 
 
-@pytest.mark.parametrize("bundle", ["unet2d", "unet3d"])
+@pytest.mark.parametrize("bundle", ["unet2d", "unet3d", "nuclei"])
 def test_inference_uses_the_trained_network(bundle: str) -> None:
     train, inference = load(bundle, "train.json"), load(bundle, "inference.json")
     assert inference["network_def"] == train["network_def"]
@@ -102,7 +115,7 @@ def test_logic_check_flags_lambdas_and_conditionals() -> None:
 
 
 def test_metadata_names_its_bundle() -> None:
-    for bundle in ("unet2d", "unet3d"):
+    for bundle in ("unet2d", "unet3d", "nuclei"):
         assert load(bundle, "metadata.json")["name"] == f"medunet {bundle}"
 
 
