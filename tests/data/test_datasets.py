@@ -53,3 +53,22 @@ def test_real_data_lists_point_to_files(name: str, shared_data: Path, tmp_path: 
     for item in datalist["training"] + datalist["validation"]:
         assert Path(item["image"]).exists()
         assert Path(item["label"]).exists()
+
+
+def test_dsb2018_stage1_split_is_per_group_disjoint_and_repeatable(shared_data: Path) -> None:
+    from medunet.data.datasets import dsb2018_stage1
+
+    try:
+        first = dsb2018_stage1(shared_data)
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    train = {c["image"] for c in first["training"]}
+    held = {c["image"] for c in first["validation"]}
+    assert not train & held
+    assert len(train) + len(held) == 610
+    groups = {
+        g: sum(c["group"] == g for c in first["validation"]) for g in ("fluorescence", "histology", "brightfield")
+    }
+    assert groups == {"fluorescence": 50, "histology": 10, "brightfield": 1}
+    assert dsb2018_stage1(shared_data)["validation"] == first["validation"]
+    assert dsb2018_stage1(shared_data, seed=1)["validation"] != first["validation"]

@@ -73,3 +73,12 @@ def test_series_selection_from_the_command_line(tmp_path: Path, caplog: pytest.L
         inference_datalist(root, modality="PT")
     with pytest.raises(ValueError, match=r"--series_description '\(' is not a valid regular expression"):
         inference_datalist(root, series_description="(")
+
+
+def test_a_shared_data_set_by_name(shared_data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MEDUNET_DATA_DIR", str(shared_data))
+    try:
+        datalist = resolve_datalist("isbi2012_em", tmp_path)
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    assert (len(datalist["training"]), len(datalist["validation"]), datalist["source"]) == (20, 5, "isbi2012_em")

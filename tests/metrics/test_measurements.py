@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medunet.metrics import segment_measurements
+from medunet.metrics import instance_measurements, segment_measurements
 
 
 def test_volume_intensity_and_box_of_each_segment_in_physical_units() -> None:
@@ -40,3 +40,24 @@ def test_2d_reports_area_and_shapes_are_checked() -> None:
         segment_measurements(labels, np.eye(3), np.zeros((4, 4)))
     with pytest.raises(ValueError, match="must be a 2D or 3D label image"):
         segment_measurements(np.zeros(5), np.eye(2))
+
+
+def test_instances_are_measured_one_row_each() -> None:
+    labels = np.zeros((10, 12), np.int32)
+    labels[1:4, 2:6] = 3
+    labels[6:9, 7:11] = 7
+    image = np.arange(120, dtype=np.float64).reshape(10, 12)
+    probability = np.where(labels == 3, 0.9, 0.6)
+    first, second = instance_measurements(labels, (0.5, 0.25), "micrometer", image, probability)
+    assert (first["label"], first["area_px"], second["label"]) == (3, 12, 7)
+    assert first["area"] == pytest.approx(12 * 0.125)
+    assert first["unit"] == "micrometer^2"
+    assert first["centroid"] == [2.0, 3.5]
+    assert (first["bbox_min"], first["bbox_max"]) == ([1, 2], [3, 5])  # inclusive
+    assert first["mean_intensity"] == pytest.approx(float(image[labels == 3].mean()))
+    assert (first["mean_probability"], second["mean_probability"]) == (pytest.approx(0.9), pytest.approx(0.6))
+    [bare] = instance_measurements(labels == 7)
+    assert (bare["area"], bare["unit"], bare["mean_intensity"], bare["mean_probability"]) == (None, None, None, None)
+    assert instance_measurements(np.zeros((4, 4), int)) == []
+    with pytest.raises(ValueError, match=r"an image of shape \(4, 4\) is not on the instances' grid \(10, 12\)"):
+        instance_measurements(labels, intensities=np.zeros((4, 4)))

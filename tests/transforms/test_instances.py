@@ -133,3 +133,24 @@ def test_fill_partitions_the_image_along_the_probability() -> None:
     assert instances_from_prediction(np.zeros((1, 5, 5), np.int64), fill=True).max() == 0
     with pytest.raises(ValueError, match="needs class probabilities"):
         instances_from_prediction(classes, split="probability", fill=True)
+
+
+def test_borders_split_recovers_touching_instances() -> None:
+    from medunet.transforms.labels import instance_borders
+
+    truth = np.zeros((20, 30), np.int64)
+    truth[2:12, 2:12], truth[2:12, 12:22], truth[14:17, 25:28] = 1, 2, 3  # two touching, one tiny
+    classes = instance_borders(truth)
+    from_indices = instances_from_prediction(classes[None], split="borders")
+    probabilities = np.stack([classes == c for c in range(3)]).astype(np.float32)
+    from_probabilities = instances_from_prediction(probabilities, split="borders")
+    for labels in (from_indices, from_probabilities):
+        assert len(np.unique(labels)) == 4
+        for value in (1, 2, 3):  # each true object is exactly one predicted object
+            assert len(np.unique(labels[truth == value])) == 1
+            assert (labels == labels[truth == value][0]).sum() == (truth == value).sum()
+    assert len(np.unique(instances_from_prediction(classes[None], split="borders", min_size=10))) == 3
+    with pytest.raises(ValueError, match=r"split='borders' needs a \(3, \*S\) prediction"):
+        instances_from_prediction(np.zeros((2, 8, 8), np.float32), split="borders")
+    with pytest.raises(ValueError, match="has no fill=True form"):
+        instances_from_prediction(classes[None], split="borders", fill=True)

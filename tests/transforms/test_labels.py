@@ -50,3 +50,16 @@ def test_add_channel_only_where_the_image_has_none() -> None:
         add({"image": torch.zeros(5, 6)})
     with pytest.raises(ValueError, match="spatial_dims must be 2 or 3"):
         AddChanneld("image", spatial_dims=4)
+
+
+def test_instance_borders_make_three_classes() -> None:
+    instances = np.zeros((8, 12), np.int64)
+    instances[1:7, 1:6] = 1
+    instances[1:7, 6:11] = 2  # touching the first
+    classes = label_to_classes(instances, "instance_borders", num_classes=3)
+    assert set(np.unique(classes)) == {0, 1, 2}
+    assert (classes[instances == 0] == 0).all()
+    assert (classes[:, 5:7][instances[:, 5:7] > 0] == 2).all()  # where the two touch: border on both sides
+    assert (classes[2:6, 2:5] == 1).all()
+    with pytest.raises(ValueError, match="set num_classes to 3, not 2"):
+        label_to_classes(instances, "instance_borders", num_classes=2)
