@@ -25,17 +25,14 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 PEERS_VENV = REPO / ".venv-peers"
 PEER_PACKAGES = ["stardist==0.9.2", "tensorflow>=2.16,<3", "tifffile", "pillow"]
-METRICS = ["ap@0.50", "ap@0.75", "ap@0.90", "ap_mean", "f1", "pq", "merged", "split"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shipped_models import cpu_name, score, segment_cases, summarise, table  # noqa: E402
 
 
 def peers_python() -> Path:
@@ -45,46 +42,6 @@ def peers_python() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True)
     return python
-
-
-def score(predictions: dict[str, Path], cases: list[dict[str, str]]) -> dict[str, dict[str, float]]:
-    """Per image: medunet's instance metrics of the prediction against the label."""
-    from medunet.metrics import instance_scores
-
-    per_image = {}
-    for case in cases:
-        name = Path(case["image"]).name.rsplit(".", 1)[0]
-        truth = np.asarray(Image.open(case["label"])).astype(np.int64)
-        pred = np.asarray(Image.open(predictions[name])).astype(np.int64)
-        per_image[name] = {k: float(v) for k, v in instance_scores(pred, truth).items()}
-    return per_image
-
-
-def summarise(per_image: dict[str, dict[str, float]], groups: dict[str, str]) -> dict[str, dict[str, float]]:
-    """Mean (and standard deviation over images) of each metric, per group and overall."""
-    out: dict[str, dict[str, float]] = {}
-    for group in [*sorted(set(groups.values())), "all"]:
-        names = [n for n in per_image if group == "all" or groups[n] == group]
-        row: dict[str, float] = {"images": len(names)}
-        for metric in METRICS:
-            values = np.array([per_image[n][metric] for n in names])
-            row[metric], row[f"{metric}_std"] = float(values.mean()), float(values.std())
-        out[group] = row
-    return out
-
-
-def medunet_predictions(model: str, cases: list[dict[str, str]], folder: Path) -> tuple[dict[str, Path], float]:
-    from medunet.apps.segment import segment
-
-    images = folder / "images"
-    images.mkdir(parents=True)
-    for case in cases:
-        os.symlink(case["image"], images / Path(case["image"]).name)
-    start = time.perf_counter()
-    segment(model, images, folder / "out", settings={"device": "cpu"}, progress=False)
-    seconds = time.perf_counter() - start
-    return {Path(c["image"]).name.rsplit(".", 1)[0]: folder / "out" / f"{Path(c['image']).stem}_instances.png"
-            for c in cases}, seconds  # fmt: skip
 
 
 def main() -> None:
@@ -113,13 +70,13 @@ def main() -> None:
         )  # fmt: skip
     stardist_run = json.loads((stardist_dir / "stardist.json").read_text())
     stardist = {name: stardist_dir / f"{name}_instances.png" for name in groups}
-    ours, our_seconds = medunet_predictions(args.model, validation, work / "medunet")
+    ours, our_seconds, _ = segment_cases(args.model, validation, work / "medunet")
     methods = {"medunet": score(ours, validation), "stardist": score(stardist, validation)}
     summary = {name: summarise(per_image, groups) for name, per_image in methods.items()}
     ratio = summary["medunet"]["all"]["ap@0.50"] / max(summary["stardist"]["all"]["ap@0.50"], 1e-9)
     result = {
         "command": "python benchmarks/peers.py " + " ".join(sys.argv[1:]),
-        "machine": {"arch": platform.machine(), "cores": os.cpu_count(), "cpu": _cpu_name()},
+        "machine": {"arch": platform.machine(), "cores": os.cpu_count(), "cpu": cpu_name()},
         "data": {
             "dataset": "dsb2018_stage1",
             "split": datalist["split"],
@@ -140,16 +97,6 @@ def main() -> None:
     print(_markdown(result))
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def _markdown(result: dict) -> str:
     run = result["stardist_run"]
     lines = [
@@ -167,15 +114,11 @@ def _markdown(result: dict) -> str:
         "Scores by medunet.metrics.instance_scores, mean (± standard deviation) over the images of each group; AP is "
         "TP / (TP + FP + FN) at the IoU threshold (the DSB 2018 metric).",
         "",
-        "| group | images | method | AP@0.5 | AP@0.75 | AP@0.9 | mean AP 0.5-0.9 | F1 | PQ | merged | split |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for group, row in result["summary"]["medunet"].items():
+    lines += table({}, "method")  # the header
+    for group in result["summary"]["medunet"]:
         for method in ("medunet", "stardist"):
-            r = result["summary"][method][group]
-            cells = [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" if m.startswith(("ap", "f1", "pq")) else f"{r[m]:.2f}"
-                     for m in METRICS]  # fmt: skip
-            lines.append(f"| {group} | {row['images']} | {method} | " + " | ".join(cells) + " |")
+            lines += table({group: result["summary"][method][group]}, method)[2:]
     lines += ["", f"AP@0.5 ratio medunet / StarDist (all images): {result['ap50_ratio_medunet_over_stardist']:.3f}", ""]
     return "\n".join(lines)
 

@@ -1,0 +1,154 @@
+"""The shipped models' accuracy on their validation splits: writes benchmarks/results/shipped_models.json and .md.
+
+- ``nuclei``: the 61 validation images of ``dsb2018_stage1`` (per-group split, :func:`medunet.data.datasets.
+  dsb2018_stage1`), segmented by ``medunet segment``'s code path; instance metrics of
+  :func:`medunet.metrics.instance_scores` (AP at IoU 0.5-0.9 as TP / (TP + FP + FN), F1, PQ, merged, split) per
+  image, then mean and standard deviation per group and overall; seconds per megapixel.
+
+Usage: ``python benchmarks/shipped_models.py [--model nuclei|BUNDLE]``. The model cards quote these numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+METRICS = ["ap@0.50", "ap@0.75", "ap@0.90", "ap_mean", "f1", "pq", "merged", "split"]
+
+
+def score(predictions: dict[str, Path], cases: list[dict[str, str]]) -> dict[str, dict[str, float]]:
+    """Per image: medunet's instance metrics of the predicted instance image against the label."""
+    from medunet.metrics import instance_scores
+
+    per_image = {}
+    for case in cases:
+        name = Path(case["image"]).name.rsplit(".", 1)[0]
+        truth = np.asarray(Image.open(case["label"])).astype(np.int64)
+        pred = np.asarray(Image.open(predictions[name])).astype(np.int64)
+        per_image[name] = {k: float(v) for k, v in instance_scores(pred, truth).items()}
+    return per_image
+
+
+def summarise(per_image: dict[str, dict[str, float]], groups: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation over the images of each metric, per group and over all images."""
+    out: dict[str, dict[str, float]] = {}
+    for group in [*sorted(set(groups.values())), "all"]:
+        names = [n for n in per_image if group == "all" or groups[n] == group]
+        row: dict[str, float] = {"images": len(names)}
+        for metric in METRICS:
+            values = np.array([per_image[n][metric] for n in names])
+            row[metric], row[f"{metric}_std"] = float(values.mean()), float(values.std())
+        out[group] = row
+    return out
+
+
+def segment_cases(model: str, cases: list[dict[str, str]], folder: Path) -> tuple[dict[str, Path], float, float]:
+    """The cases' instance images by ``medunet segment``'s code path; with its seconds and megapixels."""
+    from medunet.apps.segment import segment
+
+    images = folder / "images"
+    images.mkdir(parents=True)
+    for case in cases:
+        os.symlink(case["image"], images / Path(case["image"]).name)
+    start = time.perf_counter()
+    report = segment(model, images, folder / "out", settings={"device": "cpu"}, progress=False)
+    seconds = time.perf_counter() - start
+    names = [Path(c["image"]).name.rsplit(".", 1)[0] for c in cases]
+    return {n: folder / "out" / f"{n}_instances.png" for n in names}, seconds, report.megapixels
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def table(summary: dict[str, dict[str, float]], label: str = "") -> list[str]:
+    lines = [
+        f"| group | images |{' method |' if label else ''} AP@0.5 | AP@0.75 | AP@0.9 | mean AP 0.5-0.9 | F1 | PQ | "
+        "merged | split |",
+        "|---|---|" + ("---|" if label else "") + "---|---|---|---|---|---|---|---|",
+    ]
+    for group, r in summary.items():
+        cells = [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" if m.startswith(("ap", "f1", "pq")) else f"{r[m]:.2f}"
+                 for m in METRICS]  # fmt: skip
+        lines.append(
+            f"| {group} | {int(r['images'])} |" + (f" {label} |" if label else "") + " " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="nuclei", help="the nuclei model: a shipped name or a bundle folder")
+    args = parser.parse_args()
+
+    from medunet.data.datasets import dsb2018_stage1
+
+    datalist = dsb2018_stage1()
+    cases = datalist["validation"]
+    groups = {Path(c["image"]).name.rsplit(".", 1)[0]: c["group"] for c in cases}
+    predictions, seconds, megapixels = segment_cases(args.model, cases, Path(tempfile.mkdtemp(prefix="medunet-")))
+    per_image = score(predictions, cases)
+    result = {
+        "command": "python benchmarks/shipped_models.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": _threads()},
+        "nuclei": {
+            "model": args.model,
+            "data": {"dataset": "dsb2018_stage1", "split": datalist["split"], "validation": len(cases)},
+            "summary": summarise(per_image, groups),
+            "seconds": round(seconds, 2),
+            "megapixels": round(megapixels, 3),
+            "seconds_per_megapixel": round(seconds / megapixels, 3),
+            "per_image": per_image,
+            "groups": groups,
+        },
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "shipped_models.json").write_text(json.dumps(result, indent=1))
+    nuclei = result["nuclei"]
+    lines = [
+        "# Shipped models on their validation splits",
+        "",
+        f"Command: `{result['command']}`. Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores.",
+        "",
+        f"## nuclei (`{nuclei['model']}`)",
+        "",
+        f"{nuclei['data']['validation']} validation images of {nuclei['data']['dataset']} ({nuclei['data']['split']});"
+        " scores by medunet.metrics.instance_scores, mean ± standard deviation over the images; AP is "
+        "TP / (TP + FP + FN) at the IoU threshold (the DSB 2018 metric).",
+        "",
+        *table(nuclei["summary"]),
+        "",
+        f"Segmenting the {nuclei['data']['validation']} images ({nuclei['megapixels']} megapixels, with the "
+        f"instances, overlays and per-instance tables written): {nuclei['seconds']} s, "
+        f"{nuclei['seconds_per_megapixel']} s per megapixel.",
+        "",
+    ]
+    (RESULTS / "shipped_models.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+if __name__ == "__main__":
+    main()
