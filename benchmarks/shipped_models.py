@@ -96,6 +96,9 @@ def table(summary: dict[str, dict[str, float]], label: str = "") -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="nuclei", help="the nuclei model: a shipped name or a bundle folder")
+    parser.add_argument(
+        "--pictures", help="copy the overlays of the best and the worst image of each group here (for the model card)"
+    )
     args = parser.parse_args()
 
     from medunet.data.datasets import dsb2018_stage1
@@ -105,6 +108,7 @@ def main() -> None:
     groups = {Path(c["image"]).name.rsplit(".", 1)[0]: c["group"] for c in cases}
     predictions, seconds, megapixels = segment_cases(args.model, cases, Path(tempfile.mkdtemp(prefix="medunet-")))
     per_image = score(predictions, cases)
+    pictures = _pictures(per_image, groups, predictions, cases, Path(args.pictures)) if args.pictures else []
     result = {
         "command": "python benchmarks/shipped_models.py " + " ".join(sys.argv[1:]),
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": _threads()},
@@ -117,6 +121,7 @@ def main() -> None:
             "seconds_per_megapixel": round(seconds / megapixels, 3),
             "per_image": per_image,
             "groups": groups,
+            "pictures": pictures,
         },
     }
     RESULTS.mkdir(exist_ok=True)
@@ -142,6 +147,36 @@ def main() -> None:
     ]
     (RESULTS / "shipped_models.md").write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def _pictures(
+    per_image: dict[str, dict[str, float]],
+    groups: dict[str, str],
+    predictions: dict[str, Path],
+    cases: list[dict[str, str]],
+    folder: Path,
+) -> list[dict[str, object]]:
+    """Pictures of the best and the worst image by AP@0.5 of each group: the image with the reference nuclei
+    outlined in red and the predicted ones in green (scikit-image's ``mark_boundaries``), written to ``folder``."""
+    from skimage.segmentation import mark_boundaries
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images = {Path(c["image"]).name.rsplit(".", 1)[0]: c for c in cases}
+    chosen = []
+    for group in sorted(set(groups.values())):
+        names = sorted((n for n in per_image if groups[n] == group), key=lambda n: per_image[n]["ap@0.50"])
+        picks = [("worst", names[0]), ("best", names[-1])] if len(names) > 1 else [("only", names[0])]
+        for which, name in picks:
+            image = np.asarray(Image.open(images[name]["image"]).convert("RGB")).astype(np.float64) / 255
+            truth = np.asarray(Image.open(images[name]["label"])).astype(np.int64)
+            pred = np.asarray(Image.open(predictions[name])).astype(np.int64)
+            marked = mark_boundaries(mark_boundaries(image, truth, color=(1, 0, 0)), pred, color=(0, 1, 0))
+            target = folder / f"{group}_{which}.png"
+            Image.fromarray((marked * 255).round().astype(np.uint8)).save(target)
+            chosen.append({"file": target.name, "image": name, "group": group, **{
+                m: round(per_image[name][m], 3) for m in ("ap@0.50", "ap_mean", "merged", "split", "n_true", "n_pred")
+            }})  # fmt: skip
+    return chosen
 
 
 def _threads() -> int:
