@@ -127,7 +127,8 @@ def test_inference_keeps_shape_and_affine(trained: tuple[str, Path], tmp_path: P
     assert len(outputs) == len(inputs)
     if name == "unet3d":  # a PNG overlay per case for a quick look
         assert len(list(infer_out.glob("*_overlay.png"))) == len(inputs)
-    instances = sorted(infer_out.glob("*_instances.*"))  # instance labels beside every class map
+    instances = sorted(p for p in infer_out.glob("*_instances.*") if p.suffix not in (".csv", ".json"))
+    assert len(list(infer_out.glob("*_instances.csv"))) == len(inputs)  # the per-instance table of every case
     assert [p.name.replace("_instances", "_seg") for p in instances] == [p.name for p in outputs]
     for src, pred, objects in zip(inputs, outputs, instances):
         if name == "unet2d":
