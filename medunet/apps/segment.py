@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -108,10 +109,7 @@ def _is_large(path: Path) -> bool:
     if path.name.lower().endswith(TIFF_SUFFIXES):
         volume = open_volume(path)
         try:
-            pixels = 1
-            for size in volume.spatial_shape:
-                pixels *= int(size)
-            return pixels > LARGE_PIXELS
+            return math.prod(volume.spatial_shape) > LARGE_PIXELS
         finally:
             volume.close()
     return False
@@ -174,15 +172,7 @@ def segment(
         start = time.perf_counter()
         written = segmenter.segment(case, out)
         report.seconds += time.perf_counter() - start
-        report.megapixels += _megapixels(segmenter.last_shape)
+        if segmenter.last_shape:
+            report.megapixels += math.prod(segmenter.last_shape) / 1e6
         report.outputs[str(case)] = [str(p) for p in written]
     return report
-
-
-def _megapixels(shape: tuple[int, ...] | None) -> float:
-    if not shape:
-        return 0.0
-    pixels = 1
-    for size in shape:
-        pixels *= int(size)
-    return pixels / 1e6
