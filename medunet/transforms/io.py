@@ -338,9 +338,8 @@ class SaveInstanceMeasurementsd(MapTransform):
             instances = instances[0] if instances.ndim > 2 and instances.shape[0] == 1 else instances
             source = d.get(self.image_key) if self.image_key else None
             intensities = None if source is None else convert_to_numpy(source).astype(np.float64).mean(axis=0)
-            probability = None
-            if scores is not None and convert_to_numpy(scores).shape[0] > 1:
-                probability = 1.0 - convert_to_numpy(scores)[0].astype(np.float64)
+            channels = None if scores is None else convert_to_numpy(scores)
+            probability = None if channels is None or channels.shape[0] < 2 else 1.0 - channels[0].astype(np.float64)
             spacing, unit = None, None
             if not str(meta.get("filename_or_obj", "")).lower().endswith(IMAGE_SUFFIXES):  # a format with a pixel size
                 affine = np.asarray(meta.get("affine", np.eye(instances.ndim + 1)), dtype=np.float64)
