@@ -4,8 +4,15 @@
   dsb2018_stage1`), segmented by ``medunet segment``'s code path; instance metrics of
   :func:`medunet.metrics.instance_scores` (AP at IoU 0.5-0.9 as TP / (TP + FP + FN), F1, PQ, merged, split) per
   image, then mean and standard deviation per group and overall; seconds per megapixel.
+- ``em_membranes``: ISBI 2012 slices 20-24 (the model trained on 00-19), segmented the same way; the challenge's
+  V_Rand and V_Info (thinned, :mod:`medunet.metrics.isbi`) of the instance output (the cells, which partition the
+  image) against the connected components of the true cells, per slice, and the challenge's scores of the class
+  map (cell vs membrane).
 
-Usage: ``python benchmarks/shipped_models.py [--model nuclei|BUNDLE]``. The model cards quote these numbers.
+Usage: ``python benchmarks/shipped_models.py [--only nuclei em_membranes] [--pictures]``; ``--pictures`` writes
+the best and the worst image of each group (with the reference and predicted outlines) into the bundle's
+``docs/``. A run of one model keeps the other's earlier section of the results. The model cards quote these
+numbers.
 """
 
 from __future__ import annotations
@@ -95,44 +102,104 @@ def table(summary: dict[str, dict[str, float]], label: str = "") -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="nuclei", help="the nuclei model: a shipped name or a bundle folder")
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument(
-        "--pictures", help="copy the overlays of the best and the worst image of each group here (for the model card)"
+        "--pictures", action="store_true", help="write the best and the worst image of each group to the bundle's docs/"
     )
     args = parser.parse_args()
+    path = RESULTS / "shipped_models.json"
+    result = json.loads(path.read_text()) if path.is_file() else {}
+    result["machine"] = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": _threads()}
+    for name in args.only:
+        result[name] = SECTIONS[name](args.pictures)
+        result[name]["command"] = "python benchmarks/shipped_models.py " + " ".join(sys.argv[1:])
+    RESULTS.mkdir(exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    machine = result["machine"]
+    lines = [
+        "# Shipped models on their validation splits",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores.",
+        "",
+    ]
+    if "nuclei" in result:
+        lines += _nuclei_markdown(result["nuclei"])
+    if "em_membranes" in result:
+        lines += _em_markdown(result["em_membranes"])
+    (RESULTS / "shipped_models.md").write_text("\n".join(lines))
+    print("\n".join(lines))
 
+
+def nuclei_section(pictures: bool) -> dict:
     from medunet.data.datasets import dsb2018_stage1
 
     datalist = dsb2018_stage1()
     cases = datalist["validation"]
     groups = {Path(c["image"]).name.rsplit(".", 1)[0]: c["group"] for c in cases}
-    predictions, seconds, megapixels = segment_cases(args.model, cases, Path(tempfile.mkdtemp(prefix="medunet-")))
+    predictions, seconds, megapixels = segment_cases("nuclei", cases, Path(tempfile.mkdtemp(prefix="medunet-")))
     per_image = score(predictions, cases)
-    pictures = _pictures(per_image, groups, predictions, cases, Path(args.pictures)) if args.pictures else []
-    result = {
-        "command": "python benchmarks/shipped_models.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": _threads()},
-        "nuclei": {
-            "model": args.model,
-            "data": {"dataset": "dsb2018_stage1", "split": datalist["split"], "validation": len(cases)},
-            "summary": summarise(per_image, groups),
-            "seconds": round(seconds, 2),
-            "megapixels": round(megapixels, 3),
-            "seconds_per_megapixel": round(seconds / megapixels, 3),
-            "per_image": per_image,
-            "groups": groups,
-            "pictures": pictures,
-        },
+    docs = REPO / "bundles" / "nuclei" / "docs"
+    return {
+        "model": "nuclei",
+        "data": {"dataset": "dsb2018_stage1", "split": datalist["split"], "validation": len(cases)},
+        "summary": summarise(per_image, groups),
+        "seconds": round(seconds, 2),
+        "megapixels": round(megapixels, 3),
+        "seconds_per_megapixel": round(seconds / megapixels, 3),
+        "per_image": per_image,
+        "groups": groups,
+        "pictures": _pictures(per_image, groups, predictions, cases, docs) if pictures else [],
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "shipped_models.json").write_text(json.dumps(result, indent=1))
-    nuclei = result["nuclei"]
-    lines = [
-        "# Shipped models on their validation splits",
-        "",
-        f"Command: `{result['command']}`. Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores.",
-        "",
-        f"## nuclei (`{nuclei['model']}`)",
+
+
+def em_section(pictures: bool) -> dict:
+    from medunet.data.datasets import isbi2012_em
+    from medunet.metrics.isbi import isbi_scores, vrand_vinfo
+    from medunet.utils.labels import label_components
+
+    cases = isbi2012_em()["validation"]
+    folder = Path(tempfile.mkdtemp(prefix="medunet-"))
+    predictions, seconds, megapixels = segment_cases("em_membranes", cases, folder)
+    per_slice = {}
+    for case in cases:
+        name = Path(case["image"]).name.rsplit(".", 1)[0]
+        truth = np.asarray(Image.open(case["label"])) > 127
+        instances = np.asarray(Image.open(predictions[name])).astype(np.int64)
+        classes = np.asarray(Image.open(folder / "out" / f"{name}_seg.png"))
+        vrand, vinfo = vrand_vinfo(instances, label_components(truth))
+        challenge = isbi_scores((classes == 1).astype(np.float64), truth)
+        per_slice[name] = {
+            "vrand_thinned": vrand,
+            "vinfo_thinned": vinfo,
+            "instances": int(instances.max()),
+            "true_cells": int(label_components(truth).max()),
+            "class_map_vrand_thinned": challenge["vrand_thinned"],
+            "class_map_pixel_error": challenge["pixel_error"],
+        }
+    keys = list(next(iter(per_slice.values())))
+    summary = {k: float(np.mean([v[k] for v in per_slice.values()])) for k in keys}
+    summary.update({f"{k}_std": float(np.std([v[k] for v in per_slice.values()])) for k in keys})
+    if pictures:
+        name = min(per_slice, key=lambda n: per_slice[n]["vrand_thinned"])
+        case = next(c for c in cases if Path(c["image"]).name.startswith(name))
+        _em_picture(case, predictions[name], REPO / "bundles" / "em_membranes" / "docs" / "worst_slice.png")
+    return {
+        "model": "em_membranes",
+        "data": {"dataset": "isbi2012_em", "split": "slices 00-19 train, 20-24 validate", "validation": len(cases)},
+        "summary": summary,
+        "seconds": round(seconds, 2),
+        "megapixels": round(megapixels, 3),
+        "seconds_per_megapixel": round(seconds / megapixels, 3),
+        "per_image": per_slice,
+    }
+
+
+SECTIONS = {"nuclei": nuclei_section, "em_membranes": em_section}
+
+
+def _nuclei_markdown(nuclei: dict) -> list[str]:
+    return [
+        f"## nuclei (`{nuclei['command']}`)",
         "",
         f"{nuclei['data']['validation']} validation images of {nuclei['data']['dataset']} ({nuclei['data']['split']});"
         " scores by medunet.metrics.instance_scores, mean ± standard deviation over the images; AP is "
@@ -145,8 +212,48 @@ def main() -> None:
         f"{nuclei['seconds_per_megapixel']} s per megapixel.",
         "",
     ]
-    (RESULTS / "shipped_models.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+
+
+def _em_markdown(em: dict) -> list[str]:
+    lines = [
+        f"## em_membranes (`{em['command']}`)",
+        "",
+        f"ISBI 2012 slices 20-24 ({em['data']['split']}). V_Rand / V_Info: the challenge's thinned scores "
+        "(medunet.metrics.isbi) of the instance output (the cells, a partition of the image) against the connected "
+        "components of the true cells; the class map's V_Rand and pixel error as the challenge computes them for a "
+        "binary proposal.",
+        "",
+        "| slice | V_Rand (instances) | V_Info (instances) | instances | true cells | V_Rand (class map) | pixel error |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = {**em["per_image"], "mean": em["summary"]}
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r['vrand_thinned']:.4f} | {r['vinfo_thinned']:.4f} | {r['instances']:.0f} | "
+            f"{r['true_cells']:.0f} | {r['class_map_vrand_thinned']:.4f} | {r['class_map_pixel_error']:.4f} |"
+        )
+    s = em["summary"]
+    lines += [
+        "",
+        f"V_Rand (instances) {s['vrand_thinned']:.4f} ± {s['vrand_thinned_std']:.4f} (standard deviation over the "
+        f"slices). Segmenting the 5 slices ({em['megapixels']} megapixels, flip test-time augmentation): "
+        f"{em['seconds']} s, {em['seconds_per_megapixel']} s per megapixel.",
+        "",
+    ]
+    return lines
+
+
+def _em_picture(case: dict[str, str], prediction: Path, target: Path) -> None:
+    """The slice with the true cells outlined in red and the predicted ones in green."""
+    from skimage.segmentation import mark_boundaries
+
+    from medunet.utils.labels import label_components
+
+    image = np.asarray(Image.open(case["image"]).convert("RGB")).astype(np.float64) / 255
+    truth = label_components(np.asarray(Image.open(case["label"])) > 127)
+    pred = np.asarray(Image.open(prediction)).astype(np.int64)
+    marked = mark_boundaries(mark_boundaries(image, truth, color=(1, 0, 0)), pred, color=(0, 1, 0))
+    Image.fromarray((marked * 255).round().astype(np.uint8)).save(target)
 
 
 def _pictures(

@@ -19,6 +19,10 @@ def test_notebook_code_runs(path, capsys: pytest.CaptureFixture[str]) -> None:  
         if cell["cell_type"] == "code":
             exec(compile("".join(cell["source"]), f"{path.name}", "exec"), namespace)
     output = capsys.readouterr().out
+    assert "nuclei: " in output, "the shipped models are listed with their summaries"
+    found = int(output.split(" nuclei in a ")[0].split()[-1])
+    assert found >= 10, f"the shipped nuclei model found {found} nuclei"
+    assert "median area" in output
     assert "max |tiled - whole| = " in output
     assert float(output.split("max |tiled - whole| = ")[1].split()[0]) < 1e-3
     assert "split='probability':" in output

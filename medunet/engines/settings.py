@@ -45,6 +45,7 @@ from medunet.utils.enums import (
     OptimizerName,
     ProbabilityDtype,
     VolumeOutput,
+    WeightsDtype,
     look_up,
 )
 from medunet.utils.values import as_bool, positive_int, positive_ints, real_number
@@ -402,6 +403,7 @@ SETTINGS: dict[str, Setting] = {
     "output_volume": Setting(_output_folder, "path"),
     "volume_output": option(VolumeOutput),
     "probability_dtype": option(ProbabilityDtype),
+    "weights_dtype": option(WeightsDtype),
     "write_volume_instances": boolean(),
     "input_tile": tile("[572, 572]", optional=True),
     "block_shape": integers("[128, 128, 64]", optional=True),

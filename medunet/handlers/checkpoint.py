@@ -7,7 +7,9 @@ write leaves a truncated file that the next resume cannot read. Here every check
 Files in a training run's ``output_dir``:
 
 - ``checkpoint_epoch=N.pt``: everything a resume needs (model, optimiser, schedule, engine, random state);
-- ``best_model.pt``: the model weights at the best key metric, with ``best_model.json`` holding that value.
+- ``best_model.pt``: the model weights at the best key metric, with ``best_model.json`` holding that value;
+  optionally stored in float16 (``weights_dtype``), which halves a shipped model's file and is read back into a
+  float32 network by ``load_state_dict``.
 
 :class:`CheckpointLoader` reads them back (resume, inference, evaluation) with errors that name the file.
 """
@@ -26,7 +28,7 @@ from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader as MonaiCheckpointLoader
 
 from medunet.networks.weights import checkpoint_mismatch, model_state, read_checkpoint
-from medunet.utils.enums import CheckpointMode, look_up
+from medunet.utils.enums import CheckpointMode, WeightsDtype, look_up
 from medunet.utils.files import atomic_write, atomic_write_json
 
 __all__ = [
@@ -95,7 +97,9 @@ class AtomicCheckpointSaver:
     ``checkpoint_epoch=N.pt``, keeping the newest ``n_saved``. Attached to the evaluator with ``key_metric``:
     as ``best_model.pt`` whenever that metric improves (``mode="max"`` or ``"min"``, see
     :class:`~medunet.utils.enums.CheckpointMode`); the best value is kept in ``best_model.json`` so a resumed
-    run does not overwrite a better model.
+    run does not overwrite a better model. ``weights_dtype`` (``"float32"`` or ``"float16"``) is the dtype of the
+    floating-point tensors in ``best_model.pt``; the epoch checkpoints, which a resume needs exactly, stay as they
+    are.
     """
 
     def __init__(
@@ -107,6 +111,7 @@ class AtomicCheckpointSaver:
         n_saved: int = 1,
         save_interval: int = 1,
         best_filename: str = BEST_MODEL,
+        weights_dtype: str | WeightsDtype = WeightsDtype.FLOAT32,
     ) -> None:
         self.mode = look_up(mode, CheckpointMode, "mode")
         if n_saved < 1 or save_interval < 1:
@@ -117,12 +122,20 @@ class AtomicCheckpointSaver:
         self.n_saved, self.save_interval = n_saved, save_interval
         self.best_path = self.save_dir / best_filename
         self.best_info = self.best_path.with_suffix(".json")
+        self.weights_dtype = getattr(torch, look_up(weights_dtype, WeightsDtype, "weights_dtype").value)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def _state(self) -> dict[str, Any]:
         return {name: obj.state_dict() for name, obj in self.save_dict.items()}
+
+    def _best_state(self) -> dict[str, Any]:
+        """The weights as ``best_model.pt`` stores them: floating-point tensors in ``weights_dtype``."""
+        return {
+            name: {k: v.to(self.weights_dtype) if v.is_floating_point() else v for k, v in state.items()}
+            for name, state in self._state().items()
+        }
 
     def __call__(self, engine: Engine) -> None:
         epoch = int(engine.state.epoch)
@@ -138,7 +151,7 @@ class AtomicCheckpointSaver:
         best = json.loads(self.best_info.read_text())["value"] if self.best_info.is_file() else None
         improved = best is None or (value > best if self.mode == CheckpointMode.MAX else value < best)
         if improved:
-            atomic_save(self._state(), self.best_path)
+            atomic_save(self._best_state(), self.best_path)
             atomic_write_json(self.best_info, {"metric": self.key_metric, "value": value, "epoch": epoch})
             logger.info("new best %s = %.4f at epoch %d: saved %s", self.key_metric, value, epoch, self.best_path)
 

@@ -25,6 +25,7 @@ __all__ = [
     "QueryLevel",
     "RetrieveMethod",
     "VolumeOutput",
+    "WeightsDtype",
     "look_up",
     "option_values",
 ]
@@ -90,6 +91,14 @@ class ProbabilityDtype(StrEnum):
     ``float16``."""
 
     UINT8 = "uint8"
+    FLOAT16 = "float16"
+
+
+class WeightsDtype(StrEnum):
+    """How ``best_model.pt`` stores the network's floating-point weights: ``float32``, or ``float16`` (half the
+    file, for shipped models; read back into a float32 network)."""
+
+    FLOAT32 = "float32"
     FLOAT16 = "float16"
 
 

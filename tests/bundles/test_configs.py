@@ -50,9 +50,11 @@ RECIPE_SETTINGS = {
     "optimizer_name", "learning_rate", "batch_size", "samples_per_image", "output_tile", "val_output_tile",
     "num_classes", "features", "dropout", "label_rule", "instance_split", "instance_min_size",
     "instance_seed_threshold", "instance_fill", "weight_w0", "weight_sigma", "weight_binary", "weight_separate",
-    "dice_weight", "elastic_prob", "elastic_sigma", "intensity_preset",
+    "dice_weight", "elastic_prob", "elastic_sigma", "intensity_preset", "weights_dtype", "flip_axes",
 }  # fmt: skip
-PAIRS = [("unet2d", "unet3d", SETTINGS), ("unet2d", "nuclei", RECIPE_SETTINGS)]
+PRETRAINED = ["nuclei", "em_membranes"]
+ALL = ["unet2d", "unet3d", *PRETRAINED]
+PAIRS = [("unet2d", "unet3d", SETTINGS), *[("unet2d", bundle, RECIPE_SETTINGS) for bundle in PRETRAINED]]
 
 
 @pytest.mark.parametrize("name", ["train.json", "inference.json"])
@@ -65,7 +67,7 @@ def test_bundles_differ_only_in_their_settings(name: str, first: str, second: st
     assert "bundle_name" in differing
 
 
-@pytest.mark.parametrize("bundle", ["unet3d", "nuclei"])
+@pytest.mark.parametrize("bundle", ["unet3d", *PRETRAINED])
 @pytest.mark.parametrize(
     "name", ["evaluate.json", "multi_gpu_train.json", "multi_gpu_inference.json", "blockwise.json", "logging.conf"]
 )
@@ -73,7 +75,7 @@ def test_overlays_are_identical(name: str, bundle: str) -> None:
     assert (BUNDLES / "unet2d" / "configs" / name).read_bytes() == (BUNDLES / bundle / "configs" / name).read_bytes()
 
 
-@pytest.mark.parametrize("bundle", ["unet2d", "unet3d", "nuclei"])
+@pytest.mark.parametrize("bundle", ALL)
 def test_inference_uses_the_trained_network(bundle: str) -> None:
     train, inference = load(bundle, "train.json"), load(bundle, "inference.json")
     assert inference["network_def"] == train["network_def"]
@@ -115,7 +117,8 @@ def test_logic_check_flags_lambdas_and_conditionals() -> None:
 
 
 def test_metadata_names_its_bundle() -> None:
-    for bundle in ("unet2d", "unet3d", "nuclei"):
+    assert sorted(ALL) == sorted(p.name for p in BUNDLES.iterdir() if (p / "configs").is_dir()), "every bundle here"
+    for bundle in ALL:
         assert load(bundle, "metadata.json")["name"] == f"medunet {bundle}"
 
 

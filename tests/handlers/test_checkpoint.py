@@ -46,6 +46,25 @@ def test_min_mode_and_unknown_mode(tmp_path: Path) -> None:
         AtomicCheckpointSaver(tmp_path, {}, key_metric="loss", mode="best")
 
 
+def test_best_model_in_float16_loads_into_a_float32_network(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    engine = Engine(lambda e, b: None)
+    engine.state.epoch, engine.state.metrics = 1, {"dice": 0.5}
+    AtomicCheckpointSaver(tmp_path, {"model": model}, n_saved=1)(engine)
+    AtomicCheckpointSaver(tmp_path, {"model": model}, key_metric="dice", weights_dtype="float16")(engine)
+    best = torch.load(tmp_path / "best_model.pt", weights_only=True)["model"]
+    assert best["0.weight"].dtype == torch.float16
+    assert best["1.num_batches_tracked"].dtype == torch.int64, "integer buffers keep their dtype"
+    resume = torch.load(tmp_path / epoch_checkpoint_name(1), weights_only=True)["model"]
+    assert resume["0.weight"].dtype == torch.float32, "the epoch checkpoint stays exact for resuming"
+    copy = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    copy.load_state_dict(best)
+    assert copy[0].weight.dtype == torch.float32
+    torch.testing.assert_close(copy[0].weight, model[0].weight, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="weights_dtype='half' is not supported; valid options are 'float32', 'float16'"):
+        AtomicCheckpointSaver(tmp_path, {}, key_metric="dice", weights_dtype="half")
+
+
 def test_names_are_parsed_numerically_and_strictly(tmp_path: Path) -> None:
     for name in [epoch_checkpoint_name(e) for e in (9, 10, 2)] + [
         "checkpoint_epoch=3.pt.bak",
