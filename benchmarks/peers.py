@@ -1,19 +1,23 @@
-"""medunet's nuclei model beside StarDist: the same images, the same CPU budget, medunet's metrics code.
+"""medunet's nuclei model beside StarDist and Cellpose: the same images, the same CPU budget, medunet's metrics code.
 
 Writes benchmarks/results/peers.json and peers.md. In one run:
 
 1. the validation split of ``dsb2018_stage1`` (:func:`medunet.data.datasets.dsb2018_stage1`, 61 images, per group);
-2. StarDist 2D (its example configuration) trained from scratch on the same 549 training images for ``--budget``
-   seconds on this machine, in its own environment ``.venv-peers`` (created here when missing: stardist and
-   tensorflow are no dependencies of medunet), then applied to the validation images
-   (``benchmarks/peers_stardist.py``);
+2. each peer trained from scratch on the same 549 training images for ``--budget`` seconds on this machine, in its
+   own environment created here when missing (they are no dependencies of medunet), then applied to the
+   validation images: StarDist 2D with its example configuration (``.venv-peers``, ``benchmarks/peers_stardist.py``)
+   and Cellpose 3's CNN with its own training defaults (``.venv-cellpose``, ``benchmarks/peers_cellpose.py``);
 3. medunet's model (the shipped ``nuclei`` bundle by default, trained by its documented command for a stated CPU
    budget on the same kind of machine) applied to the same images with ``medunet segment``'s code path;
-4. both scored by :func:`medunet.metrics.instance_scores` (AP at IoU 0.5-0.9 as TP / (TP + FP + FN), F1, PQ,
+4. all scored by :func:`medunet.metrics.instance_scores` (AP at IoU 0.5-0.9 as TP / (TP + FP + FN), F1, PQ,
    merged and split nuclei), per image, then averaged per group and overall.
 
-Usage: ``python benchmarks/peers.py [--budget SECONDS] [--model nuclei|BUNDLE] [--skip-stardist DIR]``
-(``--skip-stardist DIR`` scores StarDist predictions already written to DIR by an earlier run).
+Each peer's predictions and record stay in ``outputs/peers/<peer>/``. A peer's training takes the whole budget of
+the 2 cores, so the peers can be trained in separate invocations: ``--reuse stardist`` scores the predictions an
+earlier invocation left there instead of training StarDist again (the record says when it ran).
+
+Usage: ``python benchmarks/peers.py [--budget SECONDS] [--model nuclei|BUNDLE] [--peers stardist cellpose]
+[--reuse PEER ...]``.
 """
 
 from __future__ import annotations
@@ -24,31 +28,50 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-PEERS_VENV = REPO / ".venv-peers"
-PEER_PACKAGES = ["stardist==0.9.2", "tensorflow>=2.16,<3", "tifffile", "pillow"]
+WORK = REPO / "outputs" / "peers"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shipped_models import cpu_name, score, segment_cases, summarise, table  # noqa: E402
 
 
-def peers_python() -> Path:
-    """The peers' interpreter, the environment created on first use."""
-    python = PEERS_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True)
-    return python
+@dataclass(frozen=True)
+class Peer:
+    """A peer method: its environment, the packages installed there, and the script that trains and applies it."""
+
+    venv: str
+    packages: tuple[str, ...]
+    script: str
+
+    def python(self) -> Path:
+        """The peer's interpreter, its environment created on first use."""
+        python = REPO / self.venv / "bin" / "python"
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(REPO / self.venv)], check=True)
+            subprocess.run([str(python), "-m", "pip", "install", "--quiet", *self.packages], check=True)
+        return python
+
+
+PEERS = {
+    "stardist": Peer(
+        ".venv-peers", ("stardist==0.9.2", "tensorflow>=2.16,<3", "tifffile", "pillow"), "peers_stardist.py"
+    ),
+    # torch pinned to the CPU build medunet's environment uses; cellpose 3 is the version with the CNN
+    "cellpose": Peer(".venv-cellpose", ("torch==2.13.0", "cellpose==3.1.1.3", "pillow"), "peers_cellpose.py"),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--budget", type=float, default=6000.0, help="StarDist's training budget in seconds")
+    parser.add_argument("--budget", type=float, default=5040.0, help="each peer's training budget in seconds")
     parser.add_argument("--model", default="nuclei", help="medunet's model: a shipped name or a bundle folder")
-    parser.add_argument("--skip-stardist", help="a folder of StarDist predictions from an earlier run of this script")
+    parser.add_argument("--peers", nargs="+", choices=list(PEERS), default=list(PEERS))
+    parser.add_argument("--reuse", nargs="*", choices=list(PEERS), default=[],
+                        help="score these peers' predictions from an earlier invocation (outputs/peers/PEER)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -57,23 +80,30 @@ def main() -> None:
     datalist = dsb2018_stage1()
     validation = datalist["validation"]
     groups = {Path(c["image"]).name.rsplit(".", 1)[0]: c["group"] for c in validation}
-    work = Path(tempfile.mkdtemp(prefix="medunet-peers-"))
-    (work / "datalist.json").write_text(json.dumps(datalist))
-    if args.skip_stardist:
-        stardist_dir = Path(args.skip_stardist)
-    else:
-        stardist_dir = work / "stardist"
-        subprocess.run(
-            [str(peers_python()), str(REPO / "benchmarks" / "peers_stardist.py"), str(work / "datalist.json"),
-             str(stardist_dir), "--seconds", str(args.budget), "--seed", str(args.seed)],
-            check=True,
-        )  # fmt: skip
-    stardist_run = json.loads((stardist_dir / "stardist.json").read_text())
-    stardist = {name: stardist_dir / f"{name}_instances.png" for name in groups}
-    ours, our_seconds, _ = segment_cases(args.model, validation, work / "medunet")
-    methods = {"medunet": score(ours, validation), "stardist": score(stardist, validation)}
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "datalist.json").write_text(json.dumps(datalist))
+    runs = {}
+    for peer in args.peers:
+        folder = WORK / peer
+        if peer not in args.reuse:
+            started = time.strftime("%Y-%m-%d %H:%M")
+            subprocess.run(
+                [str(PEERS[peer].python()), str(REPO / "benchmarks" / PEERS[peer].script), str(WORK / "datalist.json"),
+                 str(folder), "--seconds", str(args.budget), "--seed", str(args.seed)],
+                check=True,
+            )  # fmt: skip
+            record = json.loads((folder / f"{peer}.json").read_text())
+            record["started"] = started
+            (folder / f"{peer}.json").write_text(json.dumps(record, indent=2))
+        runs[peer] = json.loads((folder / f"{peer}.json").read_text())
+    ours, our_seconds, _ = segment_cases(args.model, validation, WORK / "medunet")
+    methods = {"medunet": score(ours, validation)}
+    for peer in args.peers:
+        methods[peer] = score({name: WORK / peer / f"{name}_instances.png" for name in groups}, validation)
     summary = {name: summarise(per_image, groups) for name, per_image in methods.items()}
-    ratio = summary["medunet"]["all"]["ap@0.50"] / max(summary["stardist"]["all"]["ap@0.50"], 1e-9)
+    ratios = {
+        peer: summary["medunet"]["all"]["ap@0.50"] / max(summary[peer]["all"]["ap@0.50"], 1e-9) for peer in args.peers
+    }
     result = {
         "command": "python benchmarks/peers.py " + " ".join(sys.argv[1:]),
         "machine": {"arch": platform.machine(), "cores": os.cpu_count(), "cpu": cpu_name()},
@@ -85,9 +115,9 @@ def main() -> None:
         },
         "medunet_model": args.model,
         "medunet_predict_seconds": round(our_seconds, 2),
-        "stardist_run": stardist_run,
+        "peer_runs": runs,
         "summary": summary,
-        "ap50_ratio_medunet_over_stardist": ratio,
+        "ap50_ratio_medunet_over": ratios,
         "per_image": methods,
         "groups": groups,
     }
@@ -98,18 +128,33 @@ def main() -> None:
 
 
 def _markdown(result: dict) -> str:
-    run = result["stardist_run"]
+    runs = result["peer_runs"]
     lines = [
-        "# Nuclei: medunet beside StarDist",
+        "# Nuclei: medunet beside its peers",
         "",
         f"Command: `{result['command']}`. Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores.",
         f"Data: {result['data']['dataset']}, {result['data']['training']} training and "
         f"{result['data']['validation']} validation images ({result['data']['split']}).",
-        f"StarDist 2D (tensorflow {run['tensorflow']}): trained from scratch for {run['train_seconds']} s "
-        f"({run['steps']} steps of batch {run['stardist_config']['batch_size']}, patch "
-        f"{run['stardist_config']['patch']}) on {run['train_images']} images, thresholds optimised on "
-        f"{run['threshold_images']} held-out training images. medunet: `{result['medunet_model']}` (see its model card "
-        "for its training budget).",
+        f"medunet: `{result['medunet_model']}` (see its model card for its training budget); segmenting the validation "
+        f"images took {result['medunet_predict_seconds']} s.",
+    ]
+    if "stardist" in runs:
+        run = runs["stardist"]
+        lines.append(
+            f"StarDist 2D (tensorflow {run['tensorflow']}, started {run.get('started', '?')}): trained from scratch for "
+            f"{run['train_seconds']} s ({run['steps']} steps of batch {run['stardist_config']['batch_size']}, patch "
+            f"{run['stardist_config']['patch']}) on {run['train_images']} images, thresholds optimised on "
+            f"{run['threshold_images']} held-out training images; prediction {run['predict_seconds']} s."
+        )
+    if "cellpose" in runs:
+        run = runs["cellpose"]
+        lines.append(
+            f"Cellpose {run['cellpose']} CNN (torch {run['torch']}, started {run.get('started', '?')}): trained from "
+            f"scratch for {run['train_seconds']} s (flows included; {run['steps']} steps of batch "
+            f"{run['config']['batch_size']}, {run['config']['bsize']} px crops) on {run['train_images']} images; "
+            f"prediction {run['predict_seconds']} s."
+        )
+    lines += [
         "",
         "Scores by medunet.metrics.instance_scores, mean (± standard deviation) over the images of each group; AP is "
         "TP / (TP + FP + FN) at the IoU threshold (the DSB 2018 metric).",
@@ -117,9 +162,12 @@ def _markdown(result: dict) -> str:
     ]
     lines += table({}, "method")  # the header
     for group in result["summary"]["medunet"]:
-        for method in ("medunet", "stardist"):
+        for method in result["summary"]:
             lines += table({group: result["summary"][method][group]}, method)[2:]
-    lines += ["", f"AP@0.5 ratio medunet / StarDist (all images): {result['ap50_ratio_medunet_over_stardist']:.3f}", ""]
+    lines.append("")
+    for peer, ratio in result["ap50_ratio_medunet_over"].items():
+        lines.append(f"AP@0.5 ratio medunet / {peer} (all images): {ratio:.3f}")
+    lines.append("")
     return "\n".join(lines)
 
 
