@@ -253,7 +253,7 @@ def _em_picture(case: dict[str, str], prediction: Path, target: Path) -> None:
     truth = label_components(np.asarray(Image.open(case["label"])) > 127)
     pred = np.asarray(Image.open(prediction)).astype(np.int64)
     marked = mark_boundaries(mark_boundaries(image, truth, color=(1, 0, 0)), pred, color=(0, 1, 0))
-    Image.fromarray((marked * 255).round().astype(np.uint8)).save(target)
+    _save_picture(marked, target)
 
 
 def _pictures(
@@ -279,11 +279,24 @@ def _pictures(
             pred = np.asarray(Image.open(predictions[name])).astype(np.int64)
             marked = mark_boundaries(mark_boundaries(image, truth, color=(1, 0, 0)), pred, color=(0, 1, 0))
             target = folder / f"{group}_{which}.png"
-            Image.fromarray((marked * 255).round().astype(np.uint8)).save(target)
+            _save_picture(marked, target)
             chosen.append({"file": target.name, "image": name, "group": group, **{
                 m: round(per_image[name][m], 3) for m in ("ap@0.50", "ap_mean", "merged", "split", "n_true", "n_pred")
             }})  # fmt: skip
     return chosen
+
+
+PICTURE_SIZE = 512
+
+
+def _save_picture(rgb: np.ndarray, target: Path) -> None:
+    """An RGB float picture as a PNG with a 128-colour palette (a third of the size; the outlines keep their
+    colours), its central ``PICTURE_SIZE`` square where it is larger, so that the model cards' pictures keep the
+    repository small."""
+    starts = [max(0, (n - PICTURE_SIZE) // 2) for n in rgb.shape[:2]]
+    rgb = rgb[starts[0] : starts[0] + PICTURE_SIZE, starts[1] : starts[1] + PICTURE_SIZE]
+    picture = Image.fromarray((rgb * 255).round().astype(np.uint8))
+    picture.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
 
 
 def _threads() -> int:
