@@ -61,7 +61,9 @@ def test_best_model_in_float16_loads_into_a_float32_network(tmp_path: Path) -> N
     copy.load_state_dict(best)
     assert copy[0].weight.dtype == torch.float32
     torch.testing.assert_close(copy[0].weight, model[0].weight, rtol=1e-3, atol=1e-4)
-    with pytest.raises(ValueError, match="weights_dtype='half' is not supported; valid options are 'float32', 'float16'"):
+    with pytest.raises(
+        ValueError, match="weights_dtype='half' is not supported; valid options are 'float32', 'float16'"
+    ):
         AtomicCheckpointSaver(tmp_path, {}, key_metric="dice", weights_dtype="half")
 
 
