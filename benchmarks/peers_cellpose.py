@@ -27,18 +27,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from peer_images import gray
 from PIL import Image
 
 
 class BudgetSpent(Exception):
     """Raised by the forward pre-hook once the training budget is spent."""
-
-
-def _gray(path: str) -> np.ndarray:
-    image = np.asarray(Image.open(path))
-    if image.ndim == 3:  # RGB(A): the mean of the colour channels, as medunet's ToGrayscaled
-        image = image[..., :3].astype(np.float32).mean(axis=-1)
-    return image.astype(np.float32)
 
 
 def main() -> None:
@@ -58,7 +52,7 @@ def main() -> None:
     datalist = json.loads(Path(args.datalist).read_text())
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    x = [_gray(c["image"]) for c in datalist["training"]]
+    x = [gray(c["image"]) for c in datalist["training"]]
     y = [np.asarray(Image.open(c["label"])).astype(np.int32) for c in datalist["training"]]
     model = models.CellposeModel(gpu=False, pretrained_model=False, diam_mean=17.0, nchan=2)
     state = {"start": time.perf_counter(), "steps": 0}
@@ -85,7 +79,7 @@ def main() -> None:
     for case in datalist["validation"]:
         name = Path(case["image"]).name.rsplit(".", 1)[0]
         start = time.perf_counter()
-        masks = model.eval(_gray(case["image"]), channels=[0, 0], diameter=None)[0]
+        masks = model.eval(gray(case["image"]), channels=[0, 0], diameter=None)[0]
         seconds += time.perf_counter() - start
         Image.fromarray(np.asarray(masks).astype(np.uint16)).save(out / f"{name}_instances.png")
         names.append(name)

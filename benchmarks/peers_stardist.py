@@ -22,14 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from peer_images import gray
 from PIL import Image
-
-
-def _gray(path: str) -> np.ndarray:
-    image = np.asarray(Image.open(path))
-    if image.ndim == 3:  # RGB(A): the mean of the colour channels, as medunet's ToGrayscaled
-        image = image[..., :3].astype(np.float32).mean(axis=-1)
-    return image.astype(np.float32)
 
 
 def main() -> None:
@@ -53,7 +47,7 @@ def main() -> None:
     train = datalist["training"]
     order = rng.permutation(len(train))
     held = {int(i) for i in order[: max(1, len(train) // 10)]}
-    x = [normalize(_gray(c["image"]), 1, 99.8) for c in train]
+    x = [normalize(gray(c["image"]), 1, 99.8) for c in train]
     y = [fill_label_holes(np.asarray(Image.open(c["label"])).astype(np.int32)) for c in train]
     x_trn = [a for i, a in enumerate(x) if i not in held]
     y_trn = [a for i, a in enumerate(y) if i not in held]
@@ -98,7 +92,7 @@ def main() -> None:
     names, seconds = [], 0.0
     for case in datalist["validation"]:
         name = Path(case["image"]).name.rsplit(".", 1)[0]
-        image = normalize(_gray(case["image"]), 1, 99.8)
+        image = normalize(gray(case["image"]), 1, 99.8)
         start = time.perf_counter()
         labels, _ = model.predict_instances(image)
         seconds += time.perf_counter() - start
