@@ -164,15 +164,16 @@ def em_section(pictures: bool) -> dict:
     for case in cases:
         name = Path(case["image"]).name.rsplit(".", 1)[0]
         truth = np.asarray(Image.open(case["label"])) > 127
+        cells = label_components(truth)
         instances = np.asarray(Image.open(predictions[name])).astype(np.int64)
         classes = np.asarray(Image.open(folder / "out" / f"{name}_seg.png"))
-        vrand, vinfo = vrand_vinfo(instances, label_components(truth))
+        vrand, vinfo = vrand_vinfo(instances, cells)
         challenge = isbi_scores((classes == 1).astype(np.float64), truth)
         per_slice[name] = {
             "vrand_thinned": vrand,
             "vinfo_thinned": vinfo,
             "instances": int(instances.max()),
-            "true_cells": int(label_components(truth).max()),
+            "true_cells": int(cells.max()),
             "class_map_vrand_thinned": challenge["vrand_thinned"],
             "class_map_pixel_error": challenge["pixel_error"],
         }
@@ -245,15 +246,20 @@ def _em_markdown(em: dict) -> list[str]:
 
 def _em_picture(case: dict[str, str], prediction: Path, target: Path) -> None:
     """The slice with the true cells outlined in red and the predicted ones in green."""
-    from skimage.segmentation import mark_boundaries
-
     from medunet.utils.labels import label_components
 
-    image = np.asarray(Image.open(case["image"]).convert("RGB")).astype(np.float64) / 255
     truth = label_components(np.asarray(Image.open(case["label"])) > 127)
+    _save_picture(_outlined(case["image"], truth, prediction), target)
+
+
+def _outlined(image_path: str, truth: np.ndarray, prediction: Path) -> np.ndarray:
+    """The image in RGB (0..1) with the reference objects outlined in red and the predicted ones in green
+    (scikit-image's ``mark_boundaries``)."""
+    from skimage.segmentation import mark_boundaries
+
+    image = np.asarray(Image.open(image_path).convert("RGB")).astype(np.float64) / 255
     pred = np.asarray(Image.open(prediction)).astype(np.int64)
-    marked = mark_boundaries(mark_boundaries(image, truth, color=(1, 0, 0)), pred, color=(0, 1, 0))
-    _save_picture(marked, target)
+    return mark_boundaries(mark_boundaries(image, truth, color=(1, 0, 0)), pred, color=(0, 1, 0))
 
 
 def _pictures(
@@ -264,9 +270,7 @@ def _pictures(
     folder: Path,
 ) -> list[dict[str, object]]:
     """Pictures of the best and the worst image by AP@0.5 of each group: the image with the reference nuclei
-    outlined in red and the predicted ones in green (scikit-image's ``mark_boundaries``), written to ``folder``."""
-    from skimage.segmentation import mark_boundaries
-
+    outlined in red and the predicted ones in green (:func:`_outlined`), written to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     images = {Path(c["image"]).name.rsplit(".", 1)[0]: c for c in cases}
     chosen = []
@@ -274,12 +278,9 @@ def _pictures(
         names = sorted((n for n in per_image if groups[n] == group), key=lambda n: per_image[n]["ap@0.50"])
         picks = [("worst", names[0]), ("best", names[-1])] if len(names) > 1 else [("only", names[0])]
         for which, name in picks:
-            image = np.asarray(Image.open(images[name]["image"]).convert("RGB")).astype(np.float64) / 255
             truth = np.asarray(Image.open(images[name]["label"])).astype(np.int64)
-            pred = np.asarray(Image.open(predictions[name])).astype(np.int64)
-            marked = mark_boundaries(mark_boundaries(image, truth, color=(1, 0, 0)), pred, color=(0, 1, 0))
             target = folder / f"{group}_{which}.png"
-            _save_picture(marked, target)
+            _save_picture(_outlined(images[name]["image"], truth, predictions[name]), target)
             chosen.append({"file": target.name, "image": name, "group": group, **{
                 m: round(per_image[name][m], 3) for m in ("ap@0.50", "ap_mean", "merged", "split", "n_true", "n_pred")
             }})  # fmt: skip
