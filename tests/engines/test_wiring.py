@@ -8,12 +8,14 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
+import medunet.inference
 from medunet.engines import active, amp_default, image_meta, run_name, saved_label_scale, weight_map_source
 
 
-def test_amp_only_on_cuda() -> None:
+def test_amp_on_cuda_and_for_training_on_a_native_bf16_cpu() -> None:
     assert amp_default("cpu") is False
     assert amp_default(torch.device("cuda:1")) is True
+    assert amp_default("cpu", True) is medunet.inference.cpu_has_native_bf16()
 
 
 def test_weight_map_source_follows_the_binary_flag() -> None:

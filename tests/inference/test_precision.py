@@ -21,8 +21,19 @@ def small_net(dims: int = 2) -> ValidUNet:
 def test_defaults() -> None:
     assert autocast_dtype("cpu") == torch.bfloat16
     assert autocast_dtype(torch.device("cuda:0")) == torch.float16
-    assert amp_default("cpu") is False
+    assert amp_default("cpu") is False, "CPU inference stays float32 (the exactness contract)"
     assert amp_default("cuda") is True
+    assert amp_default("cuda", training=True) is True
+    assert amp_default("cpu", training=True) is cpu_has_native_bf16(), "bfloat16 training only where it is native"
+
+
+def test_bf16_training_default_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import medunet.inference.precision as precision
+
+    for native in (True, False):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda native=native: native)
+        assert precision.amp_default("cpu", training=True) is native
+        assert precision.amp_default("cpu") is False
     assert channels_last_default("cpu") is True
     assert channels_last_default("cpu", training=True) is False
     assert isinstance(cpu_has_native_bf16(), bool)
