@@ -61,9 +61,14 @@ def summarise(per_image: dict[str, dict[str, float]], groups: dict[str, str]) ->
 
 
 def segment_cases(model: str, cases: list[dict[str, str]], folder: Path) -> tuple[dict[str, Path], float, float]:
-    """The cases' instance images by ``medunet segment``'s code path; with its seconds and megapixels."""
+    """The cases' instance images by ``medunet segment``'s code path; with its seconds and megapixels. An earlier
+    run's ``folder`` is replaced (a rerun segments again)."""
+    import shutil
+
     from medunet.apps.segment import segment
 
+    if folder.exists():
+        shutil.rmtree(folder)
     images = folder / "images"
     images.mkdir(parents=True)
     for case in cases:

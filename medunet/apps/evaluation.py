@@ -145,6 +145,7 @@ class Predictor:
             "min_size": int(parser.get_parsed_content("instance_min_size")),
             "seed_threshold": float(parser.get_parsed_content("instance_seed_threshold")),
             "seed_height": float(parser.get_parsed_content("instance_seed_height")),
+            "seed_min_size": int(parser.get_parsed_content("instance_seed_min_size")),
             "fill": bool(parser.get_parsed_content("instance_fill")),
         }
 

@@ -396,6 +396,7 @@ SETTINGS: dict[str, Setting] = {
     "instance_min_size": integer(0),
     "instance_seed_threshold": number(0.0, 1.0),
     "instance_seed_height": number(0.0),
+    "instance_seed_min_size": integer(0),
     "instance_fill": boolean(),
     # blockwise inference (bundles/*/configs/blockwise.json)
     "input_volume": existing_path("zarr array, OME-Zarr folder or (Big)TIFF file"),

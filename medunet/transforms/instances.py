@@ -42,9 +42,10 @@ class PredictionToInstances(Transform):
         seed_height: float = 2.0,
         use_spacing: bool = False,
         fill: bool = False,
+        seed_min_size: int = 0,
     ) -> None:
         self.split = look_up(split, InstanceSplit, "split")
-        self.fill = bool(fill)
+        self.fill, self.seed_min_size = bool(fill), seed_min_size
         self.foreground, self.min_size = foreground, min_size
         self.seed_threshold, self.seed_height, self.use_spacing = seed_threshold, seed_height, use_spacing
 
@@ -61,6 +62,7 @@ class PredictionToInstances(Transform):
             seed_height=self.seed_height,
             spacing=spacing,
             fill=self.fill,
+            seed_min_size=self.seed_min_size,
         )[None]
         return convert_to_dst_type(
             labels, dst=prediction, dtype=torch.int32 if isinstance(prediction, torch.Tensor) else np.int32

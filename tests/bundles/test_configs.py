@@ -49,7 +49,7 @@ RECIPE_SETTINGS = {
     "bundle_name", "output_dir", "dataset_dir", "amp", "epochs", "val_interval", "early_stop_patience",
     "optimizer_name", "learning_rate", "batch_size", "samples_per_image", "output_tile", "val_output_tile",
     "num_classes", "features", "dropout", "label_rule", "instance_split", "instance_min_size",
-    "instance_seed_threshold", "instance_fill", "weight_w0", "weight_sigma", "weight_binary", "weight_separate",
+    "instance_seed_threshold", "instance_seed_min_size", "instance_fill", "weight_w0", "weight_sigma", "weight_binary", "weight_separate",
     "dice_weight", "elastic_prob", "elastic_sigma", "intensity_preset", "weights_dtype", "flip_axes",
 }  # fmt: skip
 PRETRAINED = ["nuclei", "em_membranes"]

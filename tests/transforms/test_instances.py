@@ -154,3 +154,29 @@ def test_borders_split_recovers_touching_instances() -> None:
         instances_from_prediction(np.zeros((2, 8, 8), np.float32), split="borders")
     with pytest.raises(ValueError, match="has no fill=True form"):
         instances_from_prediction(classes[None], split="borders", fill=True)
+
+
+def test_borders_seeds_need_a_margin_over_the_border_and_a_size() -> None:
+    """Two nuclei whose cores touch through a faint bridge (interior 0.5, border 0.4): the argmax's interior
+    (margin 0) is one seed and merges them, a margin of 0.3 keeps them apart. A core fragment of 3 pixels inside
+    the second nucleus splits it unless seeds that small are dropped."""
+    probs = np.zeros((3, 12, 24), np.float32)
+    probs[0] = 1.0
+    probs[:, 1:11, 1:23] = np.array([0.0, 0.2, 0.8])[:, None, None]  # two nuclei's borders ...
+    probs[:, 3:9, 3:11] = np.array([0.0, 0.9, 0.1])[:, None, None]  # ... and their cores
+    probs[:, 3:9, 13:21] = np.array([0.0, 0.9, 0.1])[:, None, None]
+    probs[:, 5:7, 11:13] = np.array([0.1, 0.5, 0.4])[:, None, None]  # the faint bridge between the cores
+    assert instances_from_prediction(probs, split="borders", seed_threshold=0.0).max() == 1
+    separated = instances_from_prediction(probs, split="borders", seed_threshold=0.3)
+    assert separated.max() == 2
+    assert separated[6, 5] != separated[6, 18]
+    fragment = probs.copy()
+    fragment[:, 3:9, 16] = np.array([0.0, 0.2, 0.8])[:, None]  # a border line cuts the second core in two ...
+    fragment[:, 3:9, 17:21] = np.array([0.0, 0.2, 0.8])[:, None, None]
+    fragment[:, 5, 18:21] = np.array([0.0, 0.9, 0.1])[:, None]  # ... leaving a 3-pixel fragment
+    assert instances_from_prediction(fragment, split="borders", seed_threshold=0.3).max() == 3
+    assert instances_from_prediction(fragment, split="borders", seed_threshold=0.3, seed_min_size=4).max() == 2
+    with pytest.raises(ValueError, match="seed_min_size must be >= 0"):
+        instances_from_prediction(probs, split="borders", seed_min_size=-1)
+    with pytest.raises(ValueError, match=r"margin over the border\) must be in \[0, 1\)"):
+        instances_from_prediction(probs, split="borders", seed_threshold=1.0)

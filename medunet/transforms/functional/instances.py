@@ -51,6 +51,7 @@ def instances_from_prediction(
     seed_height: float = 2.0,
     spacing: Sequence[float] | None = None,
     fill: bool = False,
+    seed_min_size: int = 0,
 ) -> np.ndarray:
     """Instance labels ``(*S)`` (int32, 0 = background, 1..N) from a channel-first class prediction.
 
@@ -62,11 +63,15 @@ def instances_from_prediction(
             the distance to the background, height ``seed_height`` in the unit of ``spacing``) or
             ``"probability"`` (seeds: connected regions where the object probability exceeds
             ``seed_threshold``; needs probabilities) or ``"borders"`` (a background / interior / border
-            prediction: seeds are the interior's components, grown over interior and border).
-        seed_threshold: probability a seed must exceed (``split="probability"``).
+            prediction: seeds are the components where the interior probability exceeds the border probability
+            by more than ``seed_threshold`` (0: the interior class of the argmax), grown over interior and border).
+        seed_threshold: probability a seed must exceed (``split="probability"``); the interior's margin over the
+            border a seed must exceed (``split="borders"``, in [0, 1)).
         seed_height: minimal height of a distance maximum to be a seed (``split="distance"``); larger values
             split less.
         spacing: voxel size per spatial axis for the distance transform (default 1).
+        seed_min_size: seeds smaller than this many voxels are dropped before they grow (their voxels join a
+            neighbouring seed's object): small seeds are mostly fragments of one object's core that would split it.
         fill: partition the whole image: the seeds grow over the background too, so that objects meet at
             one-voxel watershed lines. For images whose "background" class is a boundary between objects
             (membranes in EM); seeds under ``min_size`` voxels are dropped first. The relief is the object
@@ -78,13 +83,19 @@ def instances_from_prediction(
     kind = look_up(split, InstanceSplit, "split")
     if min_size < 0:
         raise ValueError(f"min_size must be >= 0, got {min_size}")
+    if seed_min_size < 0:
+        raise ValueError(f"seed_min_size must be >= 0, got {seed_min_size}")
     if kind == InstanceSplit.BORDERS:
         if fill:
             raise ValueError("split='borders' separates objects by their predicted borders; it has no fill=True form")
-        return _from_borders(prediction, min_size)
+        if not 0.0 <= seed_threshold < 1.0:
+            raise ValueError(
+                f"seed_threshold (the interior's margin over the border) must be in [0, 1), got {seed_threshold}"
+            )
+        return _from_borders(prediction, min_size, seed_threshold, seed_min_size)
     mask, probability = foreground_probability(prediction, foreground)
     if fill:
-        return _partition(mask, probability, kind, min_size, seed_threshold, seed_height, spacing)
+        return _partition(mask, probability, kind, max(min_size, seed_min_size), seed_threshold, seed_height, spacing)
     if kind == InstanceSplit.NONE or not mask.any():
         return remove_small(label_components(mask), min_size)
     if kind == InstanceSplit.PROBABILITY:
@@ -103,7 +114,7 @@ def instances_from_prediction(
         distance = ndimage.distance_transform_edt(mask, sampling=spacing)
         seeds = label_components(h_maxima(distance, seed_height).astype(bool) & mask)
         relief = -distance
-    return remove_small(_grow(relief, seeds, mask), min_size)
+    return remove_small(_grow(relief, remove_small(seeds, seed_min_size), mask), min_size)
 
 
 def _grow(relief: np.ndarray, seeds: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -118,10 +129,13 @@ def _grow(relief: np.ndarray, seeds: np.ndarray, mask: np.ndarray) -> np.ndarray
     return labels
 
 
-def _from_borders(prediction: np.ndarray, min_size: int) -> np.ndarray:
-    """``split="borders"``: a background / interior / border prediction. Seeds are the interior's components; they
-    grow over the object (interior and border) along the interior probability (the distance to the background
-    for class indices); a component of the object without interior becomes one object."""
+def _from_borders(prediction: np.ndarray, min_size: int, seed_threshold: float, seed_min_size: int) -> np.ndarray:
+    """``split="borders"``: a background / interior / border prediction. Seeds are the components where the interior
+    probability exceeds the border's by more than ``seed_threshold`` (class indices: the interior class), those of
+    at least ``seed_min_size`` voxels; they grow over the object (interior and border) along the interior
+    probability (the distance to the background for class indices); a component of the object without a seed
+    becomes one object. (A margin of 0 is the argmax's interior; a larger one keeps two touching nuclei's cores
+    apart where the border between them is faint, ``benchmarks/results/nuclei_postprocessing.md``.)"""
     array = np.asarray(prediction)
     if array.ndim < 3 or array.shape[0] not in (1, 3):
         raise ValueError(
@@ -132,8 +146,13 @@ def _from_borders(prediction: np.ndarray, min_size: int) -> np.ndarray:
     mask = classes > 0
     if not mask.any():
         return np.zeros(mask.shape, np.int32)
-    seeds = label_components(classes == 1)
-    relief = -array[1] if array.shape[0] == 3 else -ndimage.distance_transform_edt(mask)
+    if array.shape[0] == 3:
+        cores = mask & (array[1] - array[2] > seed_threshold)
+        relief = -array[1]
+    else:
+        cores = classes == 1
+        relief = -ndimage.distance_transform_edt(mask)
+    seeds = remove_small(label_components(cores), seed_min_size)
     return remove_small(_grow(relief, seeds, mask), min_size)
 
 
