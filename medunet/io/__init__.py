@@ -1,4 +1,5 @@
-"""Reading and writing files and talking to a PACS: NIfTI, 2D images, DICOM series, DICOM SEG (``dicom_seg``),
+"""Reading and writing files and talking to a PACS: NIfTI, 2D images, DICOM series, a study's series as one
+multi-channel image (``dicom_study``), DICOM SEG (``dicom_seg``),
 the PACS client (``pacs``). The ground floor of medunet: nothing here imports another medunet package but utils."""
 
 from medunet.io.dicom_series import (
@@ -11,6 +12,7 @@ from medunet.io.dicom_series import (
     scan_dicom_folder,
     select_series,
 )
+from medunet.io.dicom_study import StudyChannels, read_study_channels
 from medunet.io.image import load_image, reader_for
 
 __all__ = [
@@ -18,9 +20,11 @@ __all__ = [
     "DicomSeriesInfo",
     "DicomSeriesReader",
     "DicomVolume",
+    "StudyChannels",
     "load_image",
     "read_dicom_header",
     "read_dicom_series",
+    "read_study_channels",
     "reader_for",
     "scan_dicom_folder",
     "select_series",

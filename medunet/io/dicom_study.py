@@ -1,0 +1,152 @@
+"""A study given as several DICOM series becomes one multi-channel image on the grid of a reference series.
+
+The series of one MR study (a post-contrast T1, a FLAIR registered to it, a tumour mask) share a frame of reference
+but rarely their exact voxel grids: slice positions differ by a few mm, orientations may be oblique. Each channel is
+resampled into the reference series' world grid (linear for images, nearest neighbour for a label series) by
+SimpleITK, which resamples through physical coordinates; medunet only chooses the series (SeriesDescription
+patterns, the first one the reference) and checks that they belong together.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from medunet.io.dicom_series import (
+    DicomSeriesError,
+    DicomSeriesInfo,
+    DicomVolume,
+    read_dicom_series,
+    scan_dicom_folder,
+)
+
+__all__ = ["StudyChannels", "read_study_channels", "select_channel_series"]
+
+
+@dataclass
+class StudyChannels:
+    """A study on its reference series' grid: ``image`` is ``(C, x, y, z)`` float32 (channels in the order of the
+    patterns), ``label`` ``(x, y, z)`` uint8 (0/1) when a label series was asked for; ``affine_lps`` maps the
+    reference's voxel indices to patient coordinates (mm, LPS)."""
+
+    image: np.ndarray
+    affine_lps: np.ndarray
+    reference: DicomVolume
+    channels: list[DicomSeriesInfo]
+    label: np.ndarray | None = None
+    label_series: DicomSeriesInfo | None = None
+
+
+def _listing(series: Sequence[DicomSeriesInfo]) -> str:
+    return "\n".join(f"  - {s.describe()}" for s in series)
+
+
+def select_channel_series(
+    series: Sequence[DicomSeriesInfo], patterns: Sequence[str], where: str | Path = "the study"
+) -> list[DicomSeriesInfo]:
+    """One series per pattern (a regular expression searched in SeriesDescription, as given: write ``(?i)`` for
+    case-insensitive), in the patterns' order.
+
+    Raises:
+        DicomSeriesError: a pattern that matches no series or several, or one series matched by two patterns; the
+            message lists every series found.
+    """
+    if not patterns:
+        raise ValueError("give at least one SeriesDescription pattern (the first is the reference series)")
+    chosen = []
+    for pattern in patterns:
+        try:
+            regex = re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"channel pattern {pattern!r} is not a regular expression: {err}") from None
+        matches = [s for s in series if regex.search(s.description)]
+        if len(matches) != 1:
+            problem = "matches no series" if not matches else f"matches {len(matches)} series"
+            raise DicomSeriesError(
+                f"channel pattern {pattern!r} {problem} in {where} (a pattern must match exactly one "
+                f"SeriesDescription). Series found:\n{_listing(series)}"
+            )
+        if matches[0] in chosen:
+            raise DicomSeriesError(
+                f"channel pattern {pattern!r} matches series {matches[0].description!r}, which an earlier pattern "
+                f"chose already; make the patterns tell the series apart. Series found:\n{_listing(series)}"
+            )
+        chosen.append(matches[0])
+    return chosen
+
+
+def _to_sitk(volume: DicomVolume) -> sitk.Image:
+    """The volume as a SimpleITK image with its world geometry (SimpleITK's physical space is LPS, as DICOM's)."""
+    affine = volume.affine_lps
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(volume.array, (2, 1, 0))).astype(np.float32))
+    image.SetOrigin([float(v) for v in affine[:3, 3]])
+    image.SetSpacing([float(v) for v in spacing])
+    image.SetDirection([float(v) for v in (affine[:3, :3] / spacing).ravel()])
+    return image
+
+
+def _on_grid(moving: DicomVolume, reference: sitk.Image, nearest: bool) -> np.ndarray:
+    """``moving`` resampled onto ``reference``'s grid, ``(x, y, z)``; voxels outside ``moving`` are 0."""
+    interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
+    resampled = sitk.Resample(_to_sitk(moving), reference, sitk.Transform(), interpolator, 0.0, sitk.sitkFloat32)
+    return np.transpose(sitk.GetArrayFromImage(resampled), (2, 1, 0))
+
+
+def read_study_channels(
+    folder: str | Path, channels: Sequence[str], label: str | None = None, recursive: bool = True
+) -> StudyChannels:
+    """Reads the series of ``folder`` that ``channels`` (and ``label``) name, on the first channel's grid.
+
+    Args:
+        folder: a study folder (any layout; every DICOM file below it is scanned).
+        channels: SeriesDescription patterns (regular expressions), one per input channel; the first series is
+            the reference whose grid the others are resampled into (linear interpolation).
+        label: the pattern of a mask series (values 0/1), resampled by nearest neighbour.
+
+    Raises:
+        DicomSeriesError: a pattern that matches no series or several (every series is listed); series of other
+            studies or frames of reference than the reference's; a mask with other values than 0 and 1.
+    """
+    root = Path(folder)
+    found = scan_dicom_folder(root, recursive=recursive)
+    chosen = select_channel_series(found, [*channels, *([label] if label is not None else [])], root)
+    volumes = [read_dicom_series(info) for info in chosen]
+    reference = volumes[0]
+    for volume in volumes[1:]:
+        if volume.info.study_uid != reference.info.study_uid:
+            raise DicomSeriesError(
+                f"series {volume.info.description!r} belongs to study {volume.info.study_uid}, the reference series "
+                f"{reference.info.description!r} to study {reference.info.study_uid}: the channels of one image must "
+                f"come from one study ({root})"
+            )
+        if volume.frame_of_reference_uid != reference.frame_of_reference_uid:
+            raise DicomSeriesError(
+                f"series {volume.info.description!r} has FrameOfReferenceUID {volume.frame_of_reference_uid}, the "
+                f"reference series {reference.info.description!r} {reference.frame_of_reference_uid}: their world "
+                f"coordinates are not the same space, so they cannot be combined (register them first) ({root})"
+            )
+    grid = _to_sitk(reference)
+    image = np.stack(
+        [reference.array.astype(np.float32)] + [_on_grid(v, grid, nearest=False) for v in volumes[1 : len(channels)]]
+    )
+    result = StudyChannels(
+        image=image, affine_lps=reference.affine_lps, reference=reference, channels=chosen[: len(channels)]
+    )
+    if label is not None:
+        mask = volumes[-1]
+        values = np.unique(mask.array)
+        if not set(values.tolist()) <= {0, 1}:
+            shown = ", ".join(f"{v:g}" for v in values[:8]) + (" ..." if len(values) > 8 else "")
+            raise DicomSeriesError(
+                f"mask series {mask.info.description!r} ({mask.files[0].parent}) has values {shown}; a tumour mask "
+                "must hold 0 (background) and 1 (tumour) only"
+            )
+        result.label = _on_grid(mask, grid, nearest=True).astype(np.uint8)
+        result.label_series = chosen[-1]
+    return result
