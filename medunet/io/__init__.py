@@ -12,13 +12,14 @@ from medunet.io.dicom_series import (
     scan_dicom_folder,
     select_series,
 )
-from medunet.io.dicom_study import StudyChannels, read_study_channels
+from medunet.io.dicom_study import DicomStudyReader, StudyChannels, read_study_channels
 from medunet.io.image import load_image, reader_for
 
 __all__ = [
     "DicomSeriesError",
     "DicomSeriesInfo",
     "DicomSeriesReader",
+    "DicomStudyReader",
     "DicomVolume",
     "StudyChannels",
     "load_image",

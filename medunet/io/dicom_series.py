@@ -555,20 +555,27 @@ class DicomSeriesReader(ImageReader):
         return read_dicom_series(info, on_irregular=self.on_irregular)
 
     def get_data(self, img: DicomVolume) -> tuple[np.ndarray, dict[str, Any]]:
-        affine = _LPS_TO_RAS @ img.affine_lps if self.affine_lps_to_ras else img.affine_lps.copy()
-        meta: dict[str, Any] = {
-            MetaKeys.AFFINE: affine,
-            MetaKeys.ORIGINAL_AFFINE: affine.copy(),
-            MetaKeys.SPATIAL_SHAPE: np.asarray(img.array.shape),
-            MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan"),
-            MetaKeys.SPACE: SpaceKeys.RAS if self.affine_lps_to_ras else SpaceKeys.LPS,
-            "spacing": np.asarray(img.spacing),
-            "SeriesInstanceUID": img.info.series_uid,
-            "StudyInstanceUID": img.info.study_uid,
-            "FrameOfReferenceUID": img.frame_of_reference_uid,
-            "Modality": img.info.modality,
-            "SeriesDescription": img.info.description,
-            "SOPInstanceUIDs": list(img.sop_instance_uids),
-            "SourceFiles": [str(p) for p in img.files],  # in slice order: what a SEG or report refers to
-        }
-        return img.array, meta
+        return img.array, volume_metadata(img, self.affine_lps_to_ras)
+
+
+def volume_metadata(
+    volume: DicomVolume, affine_lps_to_ras: bool = True, channel_dim: float | None = None
+) -> dict[str, Any]:
+    """MONAI's image metadata of a loaded series (affine in RAS or LPS) plus the DICOM identifiers that a SEG, an
+    RTSTRUCT or a report must reference. ``channel_dim``: the array's channel axis (``None``: no channel axis)."""
+    affine = _LPS_TO_RAS @ volume.affine_lps if affine_lps_to_ras else volume.affine_lps.copy()
+    return {
+        MetaKeys.AFFINE: affine,
+        MetaKeys.ORIGINAL_AFFINE: affine.copy(),
+        MetaKeys.SPATIAL_SHAPE: np.asarray(volume.array.shape),
+        MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan") if channel_dim is None else channel_dim,
+        MetaKeys.SPACE: SpaceKeys.RAS if affine_lps_to_ras else SpaceKeys.LPS,
+        "spacing": np.asarray(volume.spacing),
+        "SeriesInstanceUID": volume.info.series_uid,
+        "StudyInstanceUID": volume.info.study_uid,
+        "FrameOfReferenceUID": volume.frame_of_reference_uid,
+        "Modality": volume.info.modality,
+        "SeriesDescription": volume.info.description,
+        "SOPInstanceUIDs": list(volume.sop_instance_uids),
+        "SourceFiles": [str(p) for p in volume.files],  # in slice order: what a SEG or report refers to
+    }

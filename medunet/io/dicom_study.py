@@ -9,13 +9,17 @@ patterns, the first one the reference) and checks that they belong together.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from monai.config import PathLike
+from monai.data import ImageReader
 
 from medunet.io.dicom_series import (
     DicomSeriesError,
@@ -23,9 +27,10 @@ from medunet.io.dicom_series import (
     DicomVolume,
     read_dicom_series,
     scan_dicom_folder,
+    volume_metadata,
 )
 
-__all__ = ["StudyChannels", "read_study_channels", "select_channel_series"]
+__all__ = ["DicomStudyReader", "StudyChannels", "read_study_channels", "select_channel_series"]
 
 
 @dataclass
@@ -150,3 +155,40 @@ def read_study_channels(
         result.label = _on_grid(mask, grid, nearest=True).astype(np.uint8)
         result.label_series = chosen[-1]
     return result
+
+
+class DicomStudyReader(ImageReader):
+    """MONAI ``ImageReader`` for a study folder: the series that ``channels`` name as one ``(C, x, y, z)`` image on
+    the first one's grid, or (``label`` given) that mask series alone on the same grid, ``(x, y, z)``. The
+    metadata are the reference series' (its UIDs and files: what a DICOM SEG of the result references), with the
+    channels' SeriesDescriptions in ``ChannelSeriesDescriptions``.
+
+    Args:
+        channels: SeriesDescription patterns (regular expressions), the first the reference series.
+        label: a mask series' pattern: the reader then returns that mask (for a data list's ``label`` key).
+        affine_lps_to_ras: the affine in RAS (MONAI's convention, default) or DICOM's LPS.
+    """
+
+    def __init__(self, channels: Sequence[str], label: str | None = None, affine_lps_to_ras: bool = True) -> None:
+        super().__init__()
+        if isinstance(channels, str) or not channels:
+            raise ValueError(f"channels must be a list of SeriesDescription patterns, got {channels!r}")
+        self.channels, self.label, self.affine_lps_to_ras = list(channels), label, affine_lps_to_ras
+
+    def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
+        names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
+        return len(names) == 1 and Path(names[0]).is_dir()
+
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> StudyChannels:
+        path = Path(data if isinstance(data, (str, os.PathLike)) else data[0])
+        channels = self.channels[:1] if self.label is not None else self.channels
+        return read_study_channels(path, channels, label=self.label)
+
+    def get_data(self, img: StudyChannels) -> tuple[np.ndarray, dict[str, Any]]:
+        if self.label is not None:
+            if img.label is None:
+                raise ValueError(f"{img.reference.files[0].parent}: the study was read without its mask series")
+            return img.label, volume_metadata(img.reference, self.affine_lps_to_ras)
+        meta = volume_metadata(img.reference, self.affine_lps_to_ras, channel_dim=0)
+        meta["ChannelSeriesDescriptions"] = [c.description for c in img.channels]
+        return img.image, meta

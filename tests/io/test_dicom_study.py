@@ -10,7 +10,7 @@ import pytest
 
 from medunet.data.dicom import write_dicom_series
 from medunet.io import DicomSeriesError
-from medunet.io.dicom_study import read_study_channels
+from medunet.io.dicom_study import DicomStudyReader, read_study_channels
 from tests.conftest import require
 
 SHAPE = (12, 10, 6)  # (x, y, z); 1 x 1 x 2 mm
@@ -52,6 +52,27 @@ def test_channels_are_resampled_into_the_reference_grid(tmp_path: Path) -> None:
     expected[3:6, 2:5, 2:4] = 1
     np.testing.assert_array_equal(study.label, expected)
     np.testing.assert_allclose(study.affine_lps, study.reference.affine_lps)
+
+
+def test_monai_loads_a_study_as_image_and_label(tmp_path: Path) -> None:
+    from monai.transforms import LoadImaged
+
+    mask = np.zeros(SHAPE)
+    mask[3:6, 2:5, 1:3] = 1
+    write_study(tmp_path, mask)
+    channels = ["(?i)t1post", "(?i)flair"]
+    image = LoadImaged("image", reader=DicomStudyReader(channels), ensure_channel_first=True)({"image": tmp_path})
+    label = LoadImaged("label", reader=DicomStudyReader(channels, label="(?i)mask"), ensure_channel_first=True)(
+        {"label": tmp_path}
+    )
+    assert image["image"].shape == (2, *SHAPE)
+    assert label["label"].shape == (1, *SHAPE)
+    np.testing.assert_allclose(image["image"].affine, label["label"].affine)
+    assert image["image"].meta["SeriesDescription"] == "T1post"  # the reference: what a SEG references
+    assert image["image"].meta["ChannelSeriesDescriptions"] == ["T1post", "FLAIRreg"]
+    assert int(label["label"].sum()) == 18
+    with pytest.raises(ValueError, match="channels must be a list"):
+        DicomStudyReader("T1post")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
