@@ -11,6 +11,7 @@ from monai.transforms import EnsureChannelFirst, Orientation, Spacing
 
 from medunet.io.checks import MAX_IMAGE_BYTES_ENV, check_declared_size, check_image, max_image_bytes, read_error
 from medunet.io.dicom_series import DicomSeriesReader
+from medunet.io.dicom_study import DicomStudyReader
 from medunet.io.volumes import TIFF_SUFFIXES, VolumeReader, is_volume_path
 from medunet.utils.enums import IrregularSpacing
 
@@ -26,10 +27,25 @@ def reader_for(
     modality: str | None = None,
     description: str | None = None,
     on_irregular: str | IrregularSpacing = IrregularSpacing.ERROR,
+    channels: Sequence[str] | None = None,
+    label_series: str | None = None,
 ) -> ImageReader:
-    """The MONAI reader for ``path``: DICOM series folder / ``.dcm`` file, NIfTI, or a 2D image."""
+    """The MONAI reader for ``path``: DICOM series folder / ``.dcm`` file, a DICOM study folder read as channels
+    (``channels``, see :class:`~medunet.io.dicom_study.DicomStudyReader`), NIfTI, or a 2D image."""
     p = Path(path)
     name = p.name.lower()
+    if channels or label_series is not None:
+        if not channels:
+            raise ValueError(
+                f"label_series={label_series!r} needs channels (the SeriesDescription patterns whose first series "
+                "gives the grid the mask is resampled into)"
+            )
+        if not p.is_dir():
+            raise ValueError(
+                f"{p}: channels (SeriesDescription patterns) choose series of a DICOM study folder; give the folder "
+                "that holds the study's series, not a file"
+            )
+        return DicomStudyReader(channels, label=label_series)
     if is_volume_path(p) or (name.endswith(TIFF_SUFFIXES) and _is_bigtiff(p)):
         return VolumeReader()
     if p.is_dir() or name.endswith(".dcm"):
@@ -68,6 +84,8 @@ def load_image(
     frame: int | None = None,
     stack: bool = False,
     max_bytes: int | None = None,
+    channels: Sequence[str] | None = None,
+    label_series: str | None = None,
 ) -> MetaTensor:
     """Loads an image channel-first with its affine and source metadata.
 
@@ -88,6 +106,9 @@ def load_image(
         stack: load a multi-page TIFF as a volume ``(1, x, y, page)``; without it a multi-page file raises
             ``ValueError`` (only its first page would be read).
         max_bytes: the most bytes a header may declare (default ``$MEDUNET_MAX_IMAGE_BYTES`` or 16 GiB).
+        channels: for a DICOM study folder: SeriesDescription patterns (regular expressions), one series per
+            channel, resampled onto the first one's grid (:func:`medunet.io.read_study_channels`).
+        label_series: with ``channels``: load this mask series (0/1) on the first channel's grid instead.
 
     Returns:
         ``MetaTensor`` of shape ``(C, *spatial)``; 2D images follow MONAI's convention (first spatial axis
@@ -103,7 +124,7 @@ def load_image(
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist; give a NIfTI/PNG/TIFF file or a DICOM series folder")
-    reader = reader_for(p, series_uid, modality, description, on_irregular)
+    reader = reader_for(p, series_uid, modality, description, on_irregular, channels, label_series)
     if isinstance(reader, VolumeReader):
         reader.max_bytes = max_bytes
     name = p.name.lower()

@@ -42,8 +42,9 @@ class LoadImageOrSeriesd(MapTransform):
     """Loads NIfTI files, 2D images or DICOM series folders (one per key) channel-first with metadata.
 
     ``load_kwargs`` go to :func:`medunet.io.load_image` (``series_uid``, ``description``, ``axcodes``,
-    ``spacing``, ``dtype``, ``frame``, ``stack``, ...). Keys listed in ``label_keys`` keep their stored integer
-    type and are resampled with nearest-neighbour interpolation.
+    ``spacing``, ``dtype``, ``frame``, ``stack``, ``channels``, ...). Keys listed in ``label_keys`` keep their stored
+    integer type and are resampled with nearest-neighbour interpolation; ``label_series`` (a study's mask series,
+    with ``channels``) applies to them only, so that image and label of one study folder load on one grid.
 
     With ``check_geometry`` (the default) every loaded key must have the first key's spatial shape and
     affine (within ``geometry_tolerance`` in the affine's unit, mm for medical images): an image and a label
@@ -69,9 +70,12 @@ class LoadImageOrSeriesd(MapTransform):
         loaded = []
         for key in self.key_iterator(d):
             kwargs = dict(self.load_kwargs)
+            label_series = kwargs.pop("label_series", None)  # a study's mask series: for the label keys only
             if key in self.label_keys:
                 kwargs.setdefault("dtype", None)
                 kwargs["resample_mode"] = "nearest"
+                if label_series is not None:
+                    kwargs["label_series"] = label_series
             d[key] = load_image(d[key], **kwargs)
             loaded.append(key)
         if self.check_geometry:

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import torch
 
 from medunet.data.dicom import write_dicom_series
-from medunet.io import DicomSeriesError
+from medunet.io import DicomSeriesError, load_image
 from medunet.io.dicom_study import DicomStudyReader, read_study_channels
 from tests.conftest import require
 
@@ -120,3 +121,21 @@ def test_tcia_study_on_the_t1post_grid(shared_data: Path) -> None:
     assert study.reference.frame_of_reference_uid == str(header.FrameOfReferenceUID)
     assert study.label.sum() == pytest.approx(2641, rel=0.05)  # SOURCE.md: 2,641 tumour voxels in this study
     assert study.image[1][study.label > 0].mean() > study.image[1][study.label == 0].mean()  # FLAIR bright in tumour
+
+
+def test_one_study_folder_is_image_and_label_of_a_data_list_entry(tmp_path: Path) -> None:
+    from medunet.transforms import LoadImageOrSeriesd
+
+    mask = np.zeros(SHAPE)
+    mask[3:6, 2:5, 1:3] = 1
+    write_study(tmp_path, mask)
+    load = LoadImageOrSeriesd(["image", "label"], label_keys="label", channels=["T1post", "FLAIR"], label_series="Mask")
+    data = load({"image": tmp_path, "label": tmp_path})
+    assert data["image"].shape == (2, *SHAPE)
+    assert data["label"].shape == (1, *SHAPE)
+    assert data["label"].dtype == torch.uint8  # a label keeps its integer type
+    assert int(data["label"].sum()) == 18
+    with pytest.raises(ValueError, match="choose series of a DICOM study folder"):
+        load_image(tmp_path / "t1" / sorted(p.name for p in (tmp_path / "t1").iterdir())[0], channels=["T1post"])
+    with pytest.raises(ValueError, match="label_series='Mask' needs channels"):
+        load_image(tmp_path, label_series="Mask")
