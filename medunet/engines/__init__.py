@@ -2,7 +2,7 @@
 (MLflow), the ``torchrun`` set-up, and the small functions the configs call instead of ``$`` logic."""
 
 from medunet.engines.cases import CaseDataset, CaseEvaluator
-from medunet.engines.data import inference_datalist, resolve_datalist
+from medunet.engines.data import inference_datalist, resolve_datalist, study_datalist
 from medunet.engines.distributed import (
     default_device,
     distributed_model,
@@ -76,6 +76,7 @@ __all__ = [
     "run_name",
     "run_training",
     "saved_label_scale",
+    "study_datalist",
     "weight_map_source",
     "world_size",
     "write_run_config",

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from medunet.data.datalist import check_files, read_datalist
 from medunet.data.datasets import DATASETS, make_default_dataset
-from medunet.io.dicom_series import DicomSeriesInfo, matching_series, read_dicom_header
+from medunet.io.dicom_series import (
+    DicomSeriesError,
+    DicomSeriesInfo,
+    matching_series,
+    read_dicom_header,
+    scan_dicom_folder,
+)
+from medunet.io.dicom_study import select_channel_series
 from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES
 from medunet.io.volumes import is_volume_path
 
@@ -86,11 +95,45 @@ def _series_in(files: list[Path]) -> list[DicomSeriesInfo]:
     return list(found.values())
 
 
+def study_datalist(input_dir: str | Path, channels: Sequence[str], label: str | None = None) -> list[dict[str, str]]:
+    """One case per DICOM study below ``input_dir`` (any depth; studies told apart by StudyInstanceUID) whose series
+    match each channel pattern (and ``label``) exactly once: the case's ``image`` (and ``label``) is the folder that
+    holds the study's chosen series, read by :class:`~medunet.io.dicom_study.DicomStudyReader`. Studies without a
+    match are left out, each named in the log with its reason.
+
+    Raises:
+        FileNotFoundError: ``input_dir`` is missing. DicomSeriesError: no study matches (each study's reason and
+            series listed).
+    """
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} does not exist or is not a folder")
+    studies: dict[str, list[DicomSeriesInfo]] = {}
+    for info in scan_dicom_folder(root):
+        studies.setdefault(info.study_uid, []).append(info)
+    patterns = [*channels, *([label] if label is not None else [])]
+    cases, reasons = [], []
+    for uid, series in sorted(studies.items(), key=lambda item: str(item[1][0].files[0])):
+        try:
+            chosen = select_channel_series(series, patterns, where=f"study {uid}")
+        except DicomSeriesError as err:
+            reasons.append(str(err))
+            logger.info("left out: %s", str(err).splitlines()[0])
+            continue
+        folder = os.path.commonpath([str(path.parent) for info in chosen for path in info.files])
+        cases.append({"image": folder, **({"label": folder} if label is not None else {})})
+    if not cases:
+        details = "\n".join(reasons)
+        raise DicomSeriesError(f"no study in {root} has a series for each of {patterns}:\n{details}")
+    return cases
+
+
 def inference_datalist(
     input_dir: str | Path,
     series_description: str | None = None,
     modality: str | None = None,
     series_uid: str | None = None,
+    channels: Sequence[str] | None = None,
 ) -> list[dict[str, str]]:
     """Cases in ``input_dir`` for inference: NIfTI / 2D image files, and sub-folders holding a DICOM series
     (or ``input_dir`` itself when it holds DICOM files directly).
@@ -100,10 +143,15 @@ def inference_datalist(
     series are left out (logged), and the loader picks the matching series inside each folder. Without a
     selection, a warning says how many series of how many studies will be segmented, and how to select.
 
+    With ``channels`` (SeriesDescription patterns of a multi-series model) the cases are the studies below
+    ``input_dir`` that have a series for each pattern (:func:`study_datalist`).
+
     Raises:
         FileNotFoundError: ``input_dir`` is missing. ``ValueError``: no case found in it, an invalid
             ``series_description`` pattern, or no series matching the selection.
     """
+    if channels:
+        return study_datalist(input_dir, channels)
     root = Path(input_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"input_dir={input_dir!s} does not exist or is not a folder")

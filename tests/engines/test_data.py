@@ -10,7 +10,7 @@ import pytest
 
 from medunet.data.datasets import make_default_dataset
 from medunet.data.dicom import write_dicom_series
-from medunet.engines import inference_datalist, resolve_datalist
+from medunet.engines import inference_datalist, resolve_datalist, study_datalist
 
 
 def test_resolve_datalist_default_and_errors(tmp_path: Path) -> None:
@@ -82,3 +82,27 @@ def test_a_shared_data_set_by_name(shared_data: Path, monkeypatch: pytest.Monkey
     except FileNotFoundError as err:
         pytest.skip(str(err))
     assert (len(datalist["training"]), len(datalist["validation"]), datalist["source"]) == (20, 5, "isbi2012_em")
+
+
+def test_study_folders_become_cases_when_channels_are_given(tmp_path: Path) -> None:
+    """Studies at any depth, told apart by StudyInstanceUID: those with a series for each pattern are cases (their
+    folder as image and label), the others are left out; none matching lists every study's reason."""
+    from medunet.io import DicomSeriesError
+
+    volume = np.ones((8, 8, 3))
+    for patient, study_uid, series in [
+        ("P1/visit1", "1.2.1", ["T1post", "FLAIRreg", "MaskTumor"]),
+        ("P1/visit2", "1.2.2", ["T1post", "FLAIRreg", "MaskTumor"]),
+        ("P2/visit1", "1.2.3", ["T1post", "ADC"]),  # no FLAIR: left out
+    ]:
+        for description in series:
+            write_dicom_series(volume, tmp_path / patient / description, modality="MR", rescale=(1.0, 0.0),
+                               series_description=description, study_uid=study_uid,
+                               frame_of_reference_uid=f"{study_uid}.9")  # fmt: skip
+    cases = inference_datalist(tmp_path, channels=["(?i)t1post", "(?i)flair"])
+    assert cases == [{"image": str(tmp_path / "P1" / "visit1")}, {"image": str(tmp_path / "P1" / "visit2")}]
+    labelled = study_datalist(tmp_path, ["(?i)t1post", "(?i)flair"], label="(?i)mask")
+    assert [c["label"] for c in labelled] == [c["image"] for c in cases]
+    with pytest.raises(DicomSeriesError, match=r"no study in .* has a series for each of \['\(\?i\)perf'\]") as err:
+        study_datalist(tmp_path, ["(?i)perf"])
+    assert "ADC" in str(err.value)  # each study's series listed
