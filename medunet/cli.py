@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _renamed_flag(export, "--tile", "--input-tile (or --output-tile)")
     export.add_argument("--output", required=True, help="where to write the .pt2 program")
+    weights = sub.add_parser(
+        "weights", help="write a checkpoint's model weights as a model file (e.g. a run's last epoch, in float16)"
+    )
+    weights.add_argument("checkpoint", help="a checkpoint written by training (checkpoint_epoch=N.pt, best_model.pt)")
+    weights.add_argument("-o", "--output", required=True, help="the model file to write, e.g. models/model.pt")
+    weights.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="of the stored weights")
     evaluate = sub.add_parser(
         "evaluate", help="evaluate a checkpoint on a folder of images and labels with every medunet metric"
     )
@@ -335,6 +341,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"medunet evaluate: {err}") from None
         print(format_table(result))
         print(f"medunet evaluate: metrics per image in {args.output}/metrics.json and metrics.csv")
+        return 0
+    if args.command == "weights":
+        import torch
+
+        from medunet.networks.weights import write_model_file
+
+        try:
+            written = write_model_file(args.checkpoint, args.output, getattr(torch, args.dtype))
+        except (ValueError, FileNotFoundError) as err:
+            raise SystemExit(f"medunet weights: {err}") from None
+        print(f"medunet weights: {written}")
         return 0
     if args.command == "export":
         from monai.bundle import ConfigParser

@@ -149,3 +149,30 @@ def test_bundle_overrides_of_the_cli_are_checked_before_any_work(command: str, t
     assert "--device: device='gpu' is not a device; valid values are auto" in message
     assert not (tmp_path / "out.zarr").exists()
     assert not (tmp_path / "eval").exists()
+
+
+def test_weights_writes_a_checkpoints_model_as_a_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An epoch checkpoint (model, optimizer, trainer state) becomes a model file like best_model.pt, in float16 on
+    request; the checkpoint itself is never overwritten; an unreadable one is a clear error."""
+    import torch
+
+    from medunet.networks import ValidUNet, load_weights
+
+    network = ValidUNet(spatial_dims=2, in_channels=1, out_channels=2, features=[4, 8])
+    checkpoint = tmp_path / "checkpoint_epoch=3.pt"
+    torch.save({"model": network.state_dict(), "optimizer": {"state": {}}, "trainer": {"epoch": 3}}, checkpoint)
+    target = tmp_path / "models" / "model.pt"
+    assert main(["weights", str(checkpoint), "-o", str(target), "--dtype", "float16"]) == 0
+    assert str(target) in capsys.readouterr().out
+    stored = torch.load(target, weights_only=True)
+    assert set(stored) == {"model"}
+    for key, value in network.state_dict().items():
+        assert stored["model"][key].dtype == (torch.float16 if value.is_floating_point() else value.dtype)
+        assert torch.equal(stored["model"][key], value.to(stored["model"][key].dtype))
+    load_weights(ValidUNet(spatial_dims=2, in_channels=1, out_channels=2, features=[4, 8]), target)
+    before = checkpoint.read_bytes()
+    with pytest.raises(SystemExit, match="is the checkpoint itself"):
+        main(["weights", str(checkpoint), "-o", str(checkpoint)])
+    assert checkpoint.read_bytes() == before
+    with pytest.raises(SystemExit, match=r"medunet weights: checkpoint .* does not exist"):
+        main(["weights", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "x.pt")])

@@ -27,7 +27,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader as MonaiCheckpointLoader
 
-from medunet.networks.weights import checkpoint_mismatch, model_state, read_checkpoint
+from medunet.networks.weights import cast_floating, checkpoint_mismatch, model_state, read_checkpoint
 from medunet.utils.enums import CheckpointMode, WeightsDtype, look_up
 from medunet.utils.files import atomic_write, atomic_write_json
 
@@ -132,10 +132,7 @@ class AtomicCheckpointSaver:
 
     def _best_state(self) -> dict[str, Any]:
         """The weights as ``best_model.pt`` stores them: floating-point tensors in ``weights_dtype``."""
-        return {
-            name: {k: v.to(self.weights_dtype) if v.is_floating_point() else v for k, v in state.items()}
-            for name, state in self._state().items()
-        }
+        return {name: cast_floating(state, self.weights_dtype) for name, state in self._state().items()}
 
     def __call__(self, engine: Engine) -> None:
         epoch = int(engine.state.epoch)

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from medunet.utils.files import atomic_write
+
 __all__ = ["checkpoint_mismatch", "load_weights", "model_state", "read_checkpoint", "unreadable_checkpoint"]
 
 _SETTINGS = "features, in_channels, out_channels, spatial_dims and pool_sizes"
@@ -104,3 +106,25 @@ def load_weights(network: torch.nn.Module, checkpoint: str | Path) -> torch.nn.M
         raise error
     network.load_state_dict(state)
     return network
+
+
+def cast_floating(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """A state dict with its floating-point tensors in ``dtype`` (integer buffers kept as they are)."""
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
+def write_model_file(checkpoint: str | Path, target: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """The model weights of ``checkpoint`` (an epoch checkpoint with optimizer and trainer state, or a model file)
+    written to ``target`` as ``best_model.pt`` stores them (``{"model": state}``, floating-point tensors in
+    ``dtype``), atomically: e.g. a run's last epoch as a shipped ``models/model.pt``.
+
+    Raises:
+        FileNotFoundError, ValueError: an unreadable checkpoint (:func:`read_checkpoint`, :func:`model_state`);
+            ``target`` is ``checkpoint`` itself (it is never overwritten).
+    """
+    source, out = Path(checkpoint), Path(target)
+    if out.exists() and source.exists() and out.resolve() == source.resolve():
+        raise ValueError(f"{out} is the checkpoint itself; write the model file to another path")
+    state = cast_floating(model_state(read_checkpoint(source), source), dtype)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(out, lambda fh: torch.save({"model": state}, fh))
