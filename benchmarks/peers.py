@@ -38,6 +38,8 @@ WORK = REPO / "outputs" / "peers"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shipped_models import cpu_name, score, segment_cases, summarise, table  # noqa: E402
 
+from medunet.inference.precision import cpu_has_native_bf16  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -73,6 +75,8 @@ def main() -> None:
     parser.add_argument("--reuse", nargs="*", choices=list(PEERS), default=[],
                         help="score these peers' predictions from an earlier invocation (outputs/peers/PEER)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", default="peers",
+                        help="results name: benchmarks/results/NAME.{json,md} (another name keeps earlier results)")  # fmt: skip
     args = parser.parse_args()
 
     from medunet.data.datasets import dsb2018_stage1
@@ -106,7 +110,12 @@ def main() -> None:
     }
     result = {
         "command": "python benchmarks/peers.py " + " ".join(sys.argv[1:]),
-        "machine": {"arch": platform.machine(), "cores": os.cpu_count(), "cpu": cpu_name()},
+        "machine": {
+            "arch": platform.machine(),
+            "cores": os.cpu_count(),
+            "cpu": cpu_name(),
+            "native_bfloat16": cpu_has_native_bf16(),
+        },
         "data": {
             "dataset": "dsb2018_stage1",
             "split": datalist["split"],
@@ -122,8 +131,8 @@ def main() -> None:
         "groups": groups,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "peers.json").write_text(json.dumps(result, indent=1))
-    (RESULTS / "peers.md").write_text(_markdown(result))
+    (RESULTS / f"{args.results}.json").write_text(json.dumps(result, indent=1))
+    (RESULTS / f"{args.results}.md").write_text(_markdown(result))
     print(_markdown(result))
 
 
@@ -132,7 +141,8 @@ def _markdown(result: dict) -> str:
     lines = [
         "# Nuclei: medunet beside its peers",
         "",
-        f"Command: `{result['command']}`. Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores.",
+        f"Command: `{result['command']}`. Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores"
+        f"{_bf16(result['machine'])}.",
         f"Data: {result['data']['dataset']}, {result['data']['training']} training and "
         f"{result['data']['validation']} validation images ({result['data']['split']}).",
         f"medunet: `{result['medunet_model']}` (see its model card for its training budget); segmenting the validation "
@@ -173,3 +183,9 @@ def _markdown(result: dict) -> str:
 
 if __name__ == "__main__":
     main()
+
+
+def _bf16(machine: dict) -> str:
+    if "native_bfloat16" not in machine:
+        return ""
+    return ", native bfloat16" if machine["native_bfloat16"] else ", no native bfloat16 (AVX2)"
