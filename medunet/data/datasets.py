@@ -33,6 +33,7 @@ __all__ = [
     "msd_spleen_ct",
     "spinegeneric_sc_mri",
     "tcia_brain_mr",
+    "tcia_pgbm_tumor",
 ]
 
 logger = logging.getLogger(__name__)
@@ -164,6 +165,41 @@ def tcia_brain_mr(root: str | Path | None = None) -> dict[str, Any]:
     }
 
 
+TUMOUR_CHANNELS = ["(?i)t1post", "(?i)flair"]
+TUMOUR_MASK = "(?i)mask"
+
+
+def tcia_pgbm_tumor(root: str | Path | None = None, fold: int | None = 0) -> dict[str, Any]:
+    """TCIA Brain-Tumor-Progression, 5 studies of 3 patients (``<patient>/<study date>/`` folders, each with the
+    T1post, FLAIRreg and MaskTumor DICOM series): every case is a study folder, read as two channels (T1post, the
+    reference grid, and FLAIR: :data:`TUMOUR_CHANNELS`) with the mask series as label (:data:`TUMOUR_MASK`).
+
+    Split by patient, never by study (two studies of one patient are alike): ``fold`` k of 0, 1, 2 validates the
+    k-th patient in name order and trains on the others; ``fold=None`` trains on all and validates on all (for a
+    final model whose accuracy the folds state). Every case carries its ``patient`` and ``study``.
+    """
+    base = _require(Path(root or dataset_root()) / "tcia_pgbm_tumor", "tcia_pgbm_tumor")
+    patients = sorted(p.name for p in base.iterdir() if p.is_dir())
+    if fold is not None and not 0 <= fold < len(patients):
+        raise ValueError(f"fold must be from 0 to {len(patients) - 1} (one per patient: {patients}), got {fold}")
+    cases = [
+        {"image": str(study), "label": str(study), "patient": patient, "study": f"{patient}/{study.name}"}
+        for patient in patients
+        for study in sorted(p for p in (base / patient).iterdir() if p.is_dir())
+    ]
+    held = patients[fold] if fold is not None else None
+    return {
+        "name": "tcia_pgbm_tumor" if fold is None else f"tcia_pgbm_tumor_fold{fold}",
+        "tensorImageSize": "3D",
+        "labels": {"0": "background", "1": "tumour"},
+        "channels": TUMOUR_CHANNELS,
+        "label_series": TUMOUR_MASK,
+        "split": "all studies train and validate" if held is None else f"patient-wise: {held} validates",
+        "training": [c for c in cases if c["patient"] != held],
+        "validation": [c for c in cases if held is None or c["patient"] == held],
+    }
+
+
 DATASETS: dict[str, Callable[..., dict[str, Any]]] = {
     "isbi2012_em": isbi2012_em,
     "dsb2018_nuclei": dsb2018_nuclei,
@@ -171,6 +207,8 @@ DATASETS: dict[str, Callable[..., dict[str, Any]]] = {
     "msd_spleen_ct": msd_spleen_ct,
     "spinegeneric_sc_mri": spinegeneric_sc_mri,
     "tcia_brain_mr": tcia_brain_mr,
+    "tcia_pgbm_tumor": lambda root=None: tcia_pgbm_tumor(root, fold=None),
+    **{f"tcia_pgbm_tumor_fold{k}": (lambda root=None, k=k: tcia_pgbm_tumor(root, fold=k)) for k in range(3)},
 }
 
 

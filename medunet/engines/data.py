@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -32,6 +33,7 @@ def resolve_datalist(
     output_dir: str | Path,
     spatial_dims: int = 2,
     default_data: dict[str, Any] | None = None,
+    channel_series: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The data list a bundle trains on, with absolute paths.
 
@@ -42,14 +44,25 @@ def resolve_datalist(
     - the name of a shared data set (:data:`medunet.data.datasets.DATASETS`, e.g. ``dsb2018_stage1``): its list
       with the split it defines, read from ``$MEDUNET_DATA_DIR`` or ``../shared/data``.
 
+    A data set whose cases are DICOM studies read as several channels (its ``channels``, e.g. ``tcia_pgbm_tumor``)
+    needs ``channel_series`` (the bundle's setting: one SeriesDescription pattern per channel).
+
     Raises:
         FileNotFoundError: the folder / file is missing or has no ``dataset.json``; a file it lists is missing.
-        ValueError: the list is not valid JSON, or not of the decathlon form, or has no training cases.
+        ValueError: the list is not valid JSON, or not of the decathlon form, or has no training cases; a
+            multi-series data set without ``channel_series``.
     """
     if dataset_dir in DATASETS and not Path(str(dataset_dir)).exists():
         result = DATASETS[str(dataset_dir)]()
         for section in ("training", "validation"):
             check_files(str(dataset_dir), section, result[section])
+        if result.get("channels") and not channel_series:
+            raise ValueError(
+                f"dataset_dir={dataset_dir}: its cases are DICOM studies read as {len(result['channels'])} channels; "
+                f"give --channel_series {json.dumps(result['channels'])} --label_series "
+                f"{json.dumps(result.get('label_series'))} --in_channels {len(result['channels'])} (or use a bundle "
+                "made for it)"
+            )
         result["source"] = str(dataset_dir)
         return result
     if not dataset_dir:

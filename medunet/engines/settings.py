@@ -182,6 +182,16 @@ def _pattern(value: Any, name: str) -> str:
     return value
 
 
+def _patterns(value: Any, name: str) -> list[str]:
+    """A list of regular expressions (a multi-series model's SeriesDescription patterns, one per channel)."""
+    if isinstance(value, str) or not _is_list(value) or not list(value):
+        raise ValueError(
+            f"{name} must be a list of SeriesDescription patterns, one per input channel, such as "
+            f'["(?i)t1post", "(?i)flair"] (or null for single-series input), got {value!r}'
+        )
+    return [_pattern(item, f"{name}[{i}]") for i, item in enumerate(value)]
+
+
 def existing_path(what: str, empty_means: str | None = None) -> Setting:
     """A file or folder that must exist; with ``empty_means``, an empty value is allowed and means that."""
 
@@ -344,6 +354,8 @@ SETTINGS: dict[str, Setting] = {
     "series_description": Setting(_optional(_pattern), "text"),
     "modality": text(optional=True),
     "series_uid": text(optional=True),
+    "channel_series": Setting(_optional(_patterns), "text"),  # checked against in_channels below
+    "label_series": Setting(_optional(_pattern), "text"),
     "default_shape": integers("[256, 256]"),
     "default_data": Setting(_default_data, "integers"),
     "label_rule": option(LabelRule),
@@ -374,6 +386,7 @@ SETTINGS: dict[str, Setting] = {
     "weight_decay": number(0.0),
     "batch_size": integer(1),
     "samples_per_image": integer(1),
+    "foreground_ratio": number(0.0, 1.0),
     "weight_w0": number(0.0),
     "weight_sigma": number(0.0, low_open=True),
     "weight_binary": boolean(),
@@ -483,6 +496,17 @@ def _check_together(checked: dict[str, Any], errors: dict[str, str]) -> None:
                     rule(geometry, checked[key], key)
                 except ValueError as err:
                     errors[key] = str(err)
+    patterns, channels = checked.get("channel_series"), checked.get("in_channels")
+    if patterns is not None and channels is not None and len(patterns) != channels:
+        errors["channel_series"] = (
+            f"channel_series has {len(patterns)} pattern(s) {patterns}, the network takes in_channels={channels}: "
+            "give one SeriesDescription pattern per input channel"
+        )
+    if checked.get("label_series") is not None and patterns is None and "channel_series" not in errors:
+        errors["label_series"] = (
+            f"label_series={checked['label_series']!r} names a study's mask series; it needs channel_series "
+            "(the study's image series, one pattern per channel)"
+        )
     if dims is not None:
         for key in ("default_shape", "block_shape", "chunks"):
             shape = checked.get(key)

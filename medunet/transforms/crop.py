@@ -75,6 +75,10 @@ class RandValidTiled(Randomizable, MapTransform):
         output_tile: output tile (per axis); the input tile is ``geometry.input_shape_for(output_tile)``.
         num_samples: tiles per image.
         padding_mode: border extension (``"symmetric"``, the paper's mirroring).
+        foreground_ratio: the fraction of tiles drawn to hold foreground (nnU-Net's oversampling, for small
+            structures such as tumours): such a tile's output region holds a voxel drawn uniformly from the
+            foreground (``> 0``) of the first label key, at a uniformly drawn place in the region (within the image).
+            The other tiles, and all tiles of an image without foreground, are drawn uniformly.
     """
 
     def __init__(
@@ -85,9 +89,13 @@ class RandValidTiled(Randomizable, MapTransform):
         output_tile: Sequence[int],
         num_samples: int = 1,
         padding_mode: str | PaddingMode = PaddingMode.SYMMETRIC,
+        foreground_ratio: float = 0.0,
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, image_keys, allow_missing_keys)
+        if not 0.0 <= foreground_ratio <= 1.0:
+            raise ValueError(f"foreground_ratio must be from 0 to 1, got {foreground_ratio}")
+        self.foreground_ratio = float(foreground_ratio)
         self.label_keys = ensure_tuple(label_keys)
         self.geometry = geometry
         self.input_tile = geometry.input_shape_for(output_tile)
@@ -98,11 +106,21 @@ class RandValidTiled(Randomizable, MapTransform):
         self.mode = look_up(padding_mode, PaddingMode, "padding_mode")
         self.starts: list[tuple[int, ...]] = []
 
-    def randomize(self, spatial_shape: Sequence[int]) -> None:
-        self.starts = [
-            tuple(int(self.R.randint(0, max(s - o, 0) + 1)) for s, o in zip(spatial_shape, self.output_tile))
-            for _ in range(self.num_samples)
-        ]
+    def randomize(self, spatial_shape: Sequence[int], foreground: np.ndarray | None = None) -> None:
+        """Draws the output regions' starts; ``foreground``: the foreground voxels' indices ``(n, dims)``."""
+        self.starts = []
+        for _ in range(self.num_samples):
+            if foreground is not None and len(foreground) and self.R.rand() < self.foreground_ratio:
+                voxel = foreground[self.R.randint(len(foreground))]
+                start = tuple(
+                    int(min(max(v - self.R.randint(o), 0), max(s - o, 0)))
+                    for v, s, o in zip(voxel, spatial_shape, self.output_tile)
+                )
+            else:
+                start = tuple(
+                    int(self.R.randint(0, max(s - o, 0) + 1)) for s, o in zip(spatial_shape, self.output_tile)
+                )
+            self.starts.append(start)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:
         d = dict(data)
@@ -115,7 +133,12 @@ class RandValidTiled(Randomizable, MapTransform):
                 raise ValueError(
                     f"RandValidTiled: '{key}' has spatial shape {tuple(d[key].shape[1:])}, '{keys[0]}' has {spatial}"
                 )
-        self.randomize(spatial)
+        foreground = None
+        if self.foreground_ratio > 0 and self.label_keys and self.label_keys[0] in d:
+            label = d[self.label_keys[0]]
+            label = np.asarray(label.detach().cpu() if isinstance(label, torch.Tensor) else label)
+            foreground = np.argwhere(np.any(label > 0, axis=0))
+        self.randomize(spatial, foreground)
         margin = self.geometry.margin
         samples = []
         for start in self.starts:

@@ -135,12 +135,26 @@ class AddChanneld(MapTransform):
 
 class ToGrayscaled(MapTransform):
     """RGB(A) images ``(3 or 4, *S)`` to one luminance channel (ITU-R BT.601); alpha is dropped; one-channel
-    images pass unchanged."""
+    images pass unchanged. For a network of ``in_channels`` > 1 (e.g. a study's T1post and FLAIR series as two
+    channels) images pass unchanged when they have that many channels, and anything else is an error."""
+
+    def __init__(self, keys: KeysCollection, in_channels: int = 1, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.in_channels = in_channels
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
             img = d[key]
+            if self.in_channels > 1:
+                if img.shape[0] != self.in_channels:
+                    source = getattr(img, "meta", {}).get("filename_or_obj", key)
+                    raise ValueError(
+                        f"{source}: the image has {img.shape[0]} channel(s), the network takes in_channels="
+                        f"{self.in_channels}; give a multi-series study with channel_series (one SeriesDescription "
+                        "pattern per channel) or an image file with that many channels"
+                    )
+                continue
             if img.shape[0] in (3, 4):
                 weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).reshape(3, *([1] * (img.ndim - 1)))
                 t = torch.as_tensor(img[:3], dtype=torch.float32)

@@ -160,4 +160,45 @@ def test_series_selection_reaches_the_data_list_and_the_loader(bundle: str, tmp_
     parser.update({"input_dir": str(tmp_path), "modality": "CT"})  # what --input_dir ... --modality CT sets
     assert parser.get_parsed_content("datalist") == [{"image": str(tmp_path / "ct")}]
     loader = parser.get_parsed_content("preprocessing").transforms[0]
-    assert loader.load_kwargs == {"series_uid": None, "modality": "CT", "description": None}
+    assert loader.load_kwargs == {"series_uid": None, "modality": "CT", "description": None, "channels": None}
+
+
+def test_channel_series_make_a_study_one_multi_channel_case(tmp_path: Path) -> None:
+    """--channel_series (one pattern per input channel) reaches the data list, the loader and the channel check."""
+    from monai.bundle import ConfigParser
+
+    from medunet.data.dicom import write_dicom_series
+
+    volume = np.arange(8 * 8 * 3, dtype=np.float32).reshape(8, 8, 3)
+    for name in ("T1post", "FLAIRreg", "ADC"):
+        write_dicom_series(volume, tmp_path / "study" / name, modality="MR", rescale=(1.0, 0.0),
+                           series_description=name, study_uid="1.2.3", frame_of_reference_uid="1.2.3.9")  # fmt: skip
+    parser = ConfigParser()
+    parser.read_config(BUNDLES / "unet3d" / "configs" / "inference.json")
+    parser.update({"input_dir": str(tmp_path), "channel_series": ["(?i)t1post", "(?i)flair"], "in_channels": 2})
+    datalist = parser.get_parsed_content("datalist")
+    assert datalist == [{"image": str(tmp_path / "study")}]
+    transforms = parser.get_parsed_content("preprocessing").transforms
+    assert transforms[0].load_kwargs["channels"] == ["(?i)t1post", "(?i)flair"]
+    case = transforms[0](datalist[0])
+    for transform in transforms[1:3]:  # AddChanneld, ToGrayscaled: the two channels pass
+        case = transform(case)
+    assert tuple(case["image"].shape) == (2, 8, 8, 3)
+    one_channel = transforms[2].__class__("image", in_channels=3)
+    with pytest.raises(ValueError, match=r"the image has 2 channel\(s\), the network takes in_channels=3"):
+        one_channel(case)
+
+
+def test_channel_series_must_match_in_channels() -> None:
+    from monai.bundle import ConfigParser
+
+    from medunet.engines.settings import SettingsError, check_settings
+
+    parser = ConfigParser()
+    parser.read_config(BUNDLES / "unet3d" / "configs" / "train.json")
+    parser.update({"channel_series": ["(?i)t1post", "(?i)flair"], "label_series": "(?i)mask"})
+    with pytest.raises(SettingsError, match=r"channel_series has 2 pattern\(s\) .* in_channels=1"):
+        check_settings(parser)
+    parser.update({"channel_series": None, "label_series": "(?i)mask"})
+    with pytest.raises(SettingsError, match="label_series='\\(\\?i\\)mask' names a study's mask series; it needs"):
+        check_settings(parser)

@@ -106,3 +106,20 @@ def test_study_folders_become_cases_when_channels_are_given(tmp_path: Path) -> N
     with pytest.raises(DicomSeriesError, match=r"no study in .* has a series for each of \['\(\?i\)perf'\]") as err:
         study_datalist(tmp_path, ["(?i)perf"])
     assert "ADC" in str(err.value)  # each study's series listed
+
+
+def test_tumour_folds_are_patient_wise_and_need_the_channels(shared_data: Path) -> None:
+    from tests.conftest import require
+
+    require(shared_data / "tcia_pgbm_tumor")
+    validated = []
+    for fold in range(3):
+        datalist = resolve_datalist(f"tcia_pgbm_tumor_fold{fold}", "unused", 3, channel_series=["t1", "flair"])
+        training = {case["patient"] for case in datalist["training"]}
+        validation = {case["patient"] for case in datalist["validation"]}
+        assert len(validation) == 1
+        assert not training & validation, "a patient never trains and validates"
+        validated += [case["study"] for case in datalist["validation"]]
+    assert len(validated) == len(set(validated)) == 5, "the folds validate each study once"
+    with pytest.raises(ValueError, match=r"tcia_pgbm_tumor_fold0: its cases are DICOM studies read as 2 channels"):
+        resolve_datalist("tcia_pgbm_tumor_fold0", "unused", 3)

@@ -70,3 +70,29 @@ def test_tiles_do_not_share_memory_with_the_cached_image() -> None:
     for sample in sampler({"image": image, "label": torch.zeros(1, 200, 200)}):
         sample["image"] += 1  # an in-place augmentation later in the chain
     assert torch.equal(image, original)
+
+
+@pytest.mark.parametrize(("ratio", "low", "high"), [(1.0, 1.0, 1.0), (0.5, 0.35, 0.7), (0.0, 0.0, 0.05)])
+def test_foreground_ratio_oversamples_a_small_object(ratio: float, low: float, high: float) -> None:
+    """A 6x6x2 object in a 120x120x20 volume: a uniform 12x12x8 output region holds it in about 1 % of draws."""
+    geometry = UNetGeometry.create(3, 2)
+    label = torch.zeros(1, 120, 120, 20)
+    label[0, 90:96, 20:26, 15:17] = 1
+    sampler = RandValidTiled("image", "label", geometry, (12, 12, 8), num_samples=200, foreground_ratio=ratio)
+    samples = sampler.set_random_state(0)({"image": torch.zeros(1, 120, 120, 20), "label": label})
+    for sample in samples:
+        assert geometry.is_valid_input_shape(sample["image"].shape[1:])
+    with_object = np.mean([float(s["label"].max()) for s in samples])
+    assert low <= with_object <= high
+    if ratio == 1.0:  # the object's voxels land anywhere in the region, not only at its centre
+        offsets = {tuple(int(i) for i in np.argwhere(s["label"][0].numpy() > 0).min(axis=0)) for s in samples}
+        assert len(offsets) > 20
+
+
+def test_foreground_ratio_without_foreground_draws_uniformly() -> None:
+    geometry = UNetGeometry.create(2, 2)
+    sampler = RandValidTiled("image", "label", geometry, (20, 20), num_samples=3, foreground_ratio=1.0)
+    samples = sampler.set_random_state(0)({"image": torch.zeros(1, 64, 64), "label": torch.zeros(1, 64, 64)})
+    assert len(samples) == 3
+    with pytest.raises(ValueError, match=r"foreground_ratio must be from 0 to 1, got 1\.5"):
+        RandValidTiled("image", "label", geometry, (20, 20), foreground_ratio=1.5)
