@@ -182,6 +182,15 @@ def _pattern(value: Any, name: str) -> str:
     return value
 
 
+def _weight_classes(value: Any, name: str) -> str:
+    if value != "balanced":
+        raise ValueError(
+            f"{name}={value!r} is not supported; valid values are 'balanced' (inverse class frequency, the paper's "
+            "class balance) and null (no class weights: plain cross-entropy plus the border term)"
+        )
+    return value
+
+
 def _patterns(value: Any, name: str) -> list[str]:
     """A list of regular expressions (a multi-series model's SeriesDescription patterns, one per channel)."""
     if isinstance(value, str) or not _is_list(value) or not list(value):
@@ -391,6 +400,7 @@ SETTINGS: dict[str, Setting] = {
     "weight_sigma": number(0.0, low_open=True),
     "weight_binary": boolean(),
     "weight_separate": boolean(),
+    "weight_classes": Setting(_optional(_weight_classes), "option"),
     "dice_weight": number(0.0),
     "elastic_prob": number(0.0, 1.0),
     "elastic_sigma": number(0.0),
