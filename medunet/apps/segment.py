@@ -115,11 +115,28 @@ def _is_large(path: Path) -> bool:
     return False
 
 
-def _cases(inputs: Path) -> Iterator[Path]:
+def _channel_series(folder: Path, settings: dict[str, Any]) -> list[str] | None:
+    """The SeriesDescription patterns a multi-series model takes (its ``channel_series``), or None."""
+    if "channel_series" in settings:
+        return settings["channel_series"]
+    config = json.loads((folder / "configs" / "inference.json").read_text())
+    return config.get("channel_series")
+
+
+def _cases(inputs: Path, channels: list[str] | None = None) -> Iterator[Path]:
     if not inputs.exists():
         raise FileNotFoundError(
             f"{inputs} does not exist; give an image, a folder of images or DICOM series, or a zarr"
         )
+    if channels:  # a multi-series model: each DICOM study below the folder is one case
+        if not inputs.is_dir():
+            raise ValueError(
+                f"{inputs}: this model reads a DICOM study's series {channels} (SeriesDescription patterns) as its "
+                "channels; give the study's folder (or a folder of studies), not a file"
+            )
+        for case in inference_datalist(inputs, channels=channels):
+            yield Path(case["image"])
+        return
     if inputs.is_file() or is_volume_path(inputs):
         if inputs.is_file() and not inputs.name.lower().endswith(NIFTI_SUFFIXES + IMAGE_SUFFIXES):
             raise ValueError(
@@ -149,7 +166,7 @@ def segment(
     """
     folder, weights = resolve_model(model, checkpoint)
     out = Path(output_dir)
-    cases = list(_cases(Path(inputs)))
+    cases = list(_cases(Path(inputs), _channel_series(folder, settings or {})))
     report = SegmentReport(model=str(model))
     segmenter: BundleSegmenter | None = None
     chosen = {**SEGMENT_SETTINGS, **(settings or {})}

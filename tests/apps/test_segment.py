@@ -104,3 +104,59 @@ def test_a_zarr_goes_the_blockwise_way_into_an_ome_zarr_with_instances(bundle: P
     assert report.outputs == {str(tmp_path / "big.zarr"): [str(target)]}
     assert zarr.open_array(str(target / "0")).shape == (90, 70)
     assert zarr.open_array(str(target / "labels" / "instances" / "0")).shape == (90, 70)
+
+
+@pytest.fixture(scope="module")
+def two_series_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The unet3d bundle made a two-series model (T1post and FLAIR as channels), a small random network."""
+    folder = tmp_path_factory.mktemp("models") / "tumour_like"
+    shutil.copytree(REPO / "bundles" / "unet3d", folder, ignore=shutil.ignore_patterns("models"))
+    settings = {"in_channels": 2, "channel_series": ["(?i)t1post", "(?i)flair"], "features": [4, 8, 16],
+                "pool_sizes": [[2, 2, 1], [2, 2, 1]], "output_tile": [36, 36, 8], "intensity_preset": "mr",
+                "write_rtstruct": True}  # fmt: skip
+    config = json.loads((folder / "configs" / "inference.json").read_text())
+    config.update(settings)
+    (folder / "configs" / "inference.json").write_text(json.dumps(config, indent=1))
+    torch.manual_seed(0)
+    net = ValidUNet(3, 2, 2, features=settings["features"], norm="batch", dropout=0.0, pool_sizes=settings["pool_sizes"])
+    with torch.no_grad():
+        net.head.bias.copy_(torch.tensor([0.0, 0.3]))  # predict some foreground
+    (folder / "models").mkdir()
+    torch.save({"model": net.state_dict()}, folder / "models" / "model.pt")
+    return folder
+
+
+def test_a_study_folder_is_one_case_of_a_two_series_model(two_series_bundle: Path, tmp_path: Path) -> None:
+    """A hospital's study export (more series than the model takes) needs no option: the bundle's channel_series
+    pick T1post and FLAIR; the SEG references the reference series (T1post)."""
+    import pydicom
+
+    from medunet.data.dicom import write_dicom_series
+
+    study = tmp_path / "export" / "study1"
+    rng = np.random.default_rng(0)
+    uids = {}
+    for name in ("T1post", "FLAIRreg", "ADC", "MaskTumor"):
+        files = write_dicom_series(rng.uniform(0, 500, (40, 36, 6)).astype(np.float32), study / name, modality="MR",
+                                   rescale=(1.0, 0.0), series_description=name, study_uid="1.2.826.0.1.3680043.10.1",
+                                   frame_of_reference_uid="1.2.826.0.1.3680043.10.2")  # fmt: skip
+        uids[name] = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    report = segment(two_series_bundle, tmp_path / "export", tmp_path / "out", settings={"device": "cpu"},
+                     progress=False)  # fmt: skip
+    assert list(report.outputs) == [str(study)]
+    written = {Path(p).name for p in report.outputs[str(study)]}
+    assert any(name.endswith("_seg.nii.gz") for name in written), written
+    segs = [p for p in report.outputs[str(study)] if p.endswith("_seg.dcm")]
+    assert len(segs) == 1
+    seg = pydicom.dcmread(segs[0])
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == uids["T1post"]
+    labels = nib.load(next(p for p in report.outputs[str(study)] if p.endswith("_seg.nii.gz"))).get_fdata()
+    assert labels.shape == (40, 36, 6)
+
+    with pytest.raises(ValueError, match="reads a DICOM study's series"):
+        segment(two_series_bundle, next((study / "T1post").iterdir()), tmp_path / "out2", progress=False)
+    shutil.rmtree(study / "FLAIRreg")
+    with pytest.raises(Exception, match=r"(?s)flair.*T1post.*ADC") as caught:
+        segment(two_series_bundle, tmp_path / "export", tmp_path / "out3", progress=False)
+    assert "MaskTumor" in str(caught.value)
+    assert not (tmp_path / "out3").exists()
