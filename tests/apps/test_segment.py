@@ -118,7 +118,9 @@ def two_series_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config.update(settings)
     (folder / "configs" / "inference.json").write_text(json.dumps(config, indent=1))
     torch.manual_seed(0)
-    net = ValidUNet(3, 2, 2, features=settings["features"], norm="batch", dropout=0.0, pool_sizes=settings["pool_sizes"])
+    net = ValidUNet(
+        3, 2, 2, features=settings["features"], norm="batch", dropout=0.0, pool_sizes=settings["pool_sizes"]
+    )
     with torch.no_grad():
         net.head.bias.copy_(torch.tensor([0.0, 0.3]))  # predict some foreground
     (folder / "models").mkdir()
