@@ -77,6 +77,10 @@ class BundleSegmenter:
         self.preprocessing = self.parser.get_parsed_content("preprocessing")
         self.inferer = self.parser.get_parsed_content("inferer")
         self.postprocessing = self.parser.get_parsed_content("postprocessing")
+        # a multi-series model's SeriesDescription patterns (one per input channel): a case is then a study folder
+        self.channel_series: list[str] | None = (
+            self.parser.get_parsed_content("channel_series") if "channel_series" in self.parser else None
+        )
         self._lock = threading.Lock()
         self.last_shape: tuple[int, ...] | None = None  # spatial shape of the last case segmented
 

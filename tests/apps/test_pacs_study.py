@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from medunet.apps.pacs_study import choose_series, segment_study
+from medunet.apps.pacs_study import choose_channel_series, choose_series, segment_study
 from medunet.apps.segmenter import BundleSegmenter
 from medunet.data.dicom import write_dicom_series
 from medunet.io import DicomSeriesError, load_image
@@ -65,6 +65,34 @@ def test_segment_tcia_study_and_store_seg(
             report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
             errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
             assert not errors, (path, errors)
+
+
+def test_a_two_series_model_retrieves_its_series_and_references_the_first(
+    in_pacs_network: Orthanc, two_series_segmenter: BundleSegmenter, shared_data: Path, tmp_path: Path
+) -> None:
+    """A study of T1post, FLAIRreg and MaskTumor series on the PACS: the model's channel_series choose T1post and
+    FLAIR (no option), both are retrieved into one study folder, and the SEG stored back references T1post."""
+    study_dir = require(shared_data / "tcia_pgbm_tumor") / "PGBM-001" / "1991-11-19"
+    client = PacsClient(in_pacs_network.config)
+    client.store(sorted(study_dir.glob("*/*.dcm")))
+    t1 = pydicom.dcmread(next((study_dir / "T1post").glob("*.dcm")), stop_before_pixels=True)
+    study_uid = str(t1.StudyInstanceUID)
+    summary = segment_study(client, two_series_segmenter, study_uid, tmp_path / "work", retrieve="get")
+    assert summary["series_uid"] == str(t1.SeriesInstanceUID)
+    assert summary["instances"] == len(list((study_dir / "T1post").glob("*.dcm"))) + len(
+        list((study_dir / "FLAIRreg").glob("*.dcm"))
+    )
+    seg = pydicom.dcmread(next(p for p in summary["outputs"] if p.endswith("_seg.dcm")), stop_before_pixels=True)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == str(t1.SeriesInstanceUID)
+    assert summary["stored"]
+    assert summary["seg_series_uid"] in {str(s.SeriesInstanceUID) for s in client.find_series(study_uid)}
+
+
+def test_choose_channel_series_lists_the_study_when_a_pattern_fails() -> None:
+    series = [_series("1", "MR", "T1post"), _series("2", "MR", "FLAIRreg"), _series("3", "SEG", "FLAIR mask")]
+    assert [s.SeriesInstanceUID for s in choose_channel_series(series, ["(?i)t1post", "(?i)flair"])] == ["1", "2"]
+    with pytest.raises(PacsError, match=r"(?s)'\(\?i\)adc'.*T1post.*FLAIRreg"):
+        choose_channel_series(series, ["(?i)t1post", "(?i)adc"])
 
 
 def _numeric_items(item: Dataset, code: str) -> list[float]:
