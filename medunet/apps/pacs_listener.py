@@ -39,7 +39,7 @@ from medunet.io.pacs import (
 )
 from medunet.utils.files import atomic_write_json, is_temporary, remove_stale_temporaries_in
 
-__all__ = ["DEFAULT_IDLE_SECONDS", "PacsListener"]
+__all__ = ["DEFAULT_IDLE_SECONDS", "PacsListener", "study_folder_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,23 @@ class _Series:
 
 
 def _instances(folder: Path) -> int:
-    """The received instances in a series folder (temporaries of interrupted saves not counted)."""
-    return sum(1 for p in folder.glob("*.dcm") if not is_temporary(p))
+    """The received instances in a series (or study) folder (temporaries of interrupted saves not counted)."""
+    return sum(1 for p in folder.rglob("*.dcm") if not is_temporary(p))
+
+
+def study_folder_name(study_uid: str) -> str:
+    """Folder name for a received study (a multi-series model's unit of work), as :func:`series_folder_name`."""
+    return f"study-{checked_uid(study_uid, 'StudyInstanceUID').replace('.', '-')}"
+
+
+def _uid_of_folder(name: str) -> str | None:
+    """The UID a series or study folder name was made from, None for any other name."""
+    if name.startswith("study-"):
+        try:
+            return checked_uid(name.removeprefix("study-").replace("-", "."), "StudyInstanceUID")
+        except ValueError:
+            return None
+    return series_uid_of_folder(name)
 
 
 class PacsListener:
@@ -79,6 +94,10 @@ class PacsListener:
     - Up to ``max_associations`` senders may push at the same time.
     - A series sent again after it was processed is segmented again, with every instance received (the
       earlier ones and the new ones); the warning says so and its result counts the ``runs``.
+    - A multi-series model (its bundle's ``channel_series``, e.g. T1post and FLAIR) takes a study, not a series:
+      instances are then gathered per StudyInstanceUID (``incoming/study-<uid>/series-<uid>/``), a study counts
+      as complete after the quiet time, and :attr:`results` are keyed by StudyInstanceUID. A study without a
+      series for each channel pattern is recorded as failed, with its series listed.
     - Every outcome (SEG stored, or the error) is recorded in :attr:`results` and in ``results/`` of the work
       folder; on :meth:`start`, series received earlier in the same work folder without a result (a listener
       killed while receiving or segmenting) are processed.
@@ -116,12 +135,19 @@ class PacsListener:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: Any = None
+        self._by_study = bool(getattr(segmenter, "channel_series", None))
+
+    def _folder_name(self, uid: str) -> str:
+        return study_folder_name(uid) if self._by_study else series_folder_name(uid)
 
     # storage SCP side
     def _on_store(self, event: evt.Event) -> int:
         try:  # both UIDs become paths: a sender's "../" or absolute path must not leave the work folder
-            uid = checked_uid(event.dataset.get("SeriesInstanceUID"), "SeriesInstanceUID")
+            series_uid = checked_uid(event.dataset.get("SeriesInstanceUID"), "SeriesInstanceUID")
             checked_uid(event.dataset.get("SOPInstanceUID"), "SOPInstanceUID")
+            uid = (
+                checked_uid(event.dataset.get("StudyInstanceUID"), "StudyInstanceUID") if self._by_study else series_uid
+            )
         except ValueError as err:
             logger.error("refused an instance from %s: %s", event.assoc.requestor.ae_title, err)
             return STATUS_CANNOT_UNDERSTAND
@@ -137,10 +163,12 @@ class PacsListener:
                     )
                     self._runs[uid] = int(self.results[uid].get("runs", 1))
                     self.results[uid] = {**self.results[uid], "status": "receiving again"}
-                folder = self.work / "incoming" / series_folder_name(uid)
+                folder = self.work / "incoming" / self._folder_name(uid)
                 entry = self._pending[uid] = _Series(folder, event.assoc.requestor.ae_title)
                 entry.folder.mkdir(parents=True, exist_ok=True)
-            save_received(event, entry.folder)
+            target = entry.folder / series_folder_name(series_uid) if self._by_study else entry.folder
+            target.mkdir(exist_ok=True)
+            save_received(event, target)
             entry.last = time.monotonic()
         return int(Status.SUCCESS)
 
@@ -171,7 +199,7 @@ class PacsListener:
                 entry = self._queued.pop(uid)
             count = _instances(entry.folder)  # the folder, not this send: a series sent again keeps earlier ones
             try:
-                outputs = self.segmenter.segment(entry.folder, self.work / "output" / series_folder_name(uid))
+                outputs = self.segmenter.segment(entry.folder, self.work / "output" / self._folder_name(uid))
                 seg, reports = dicom_outputs(outputs)
                 self.destination.store([*seg, *reports])
                 self._record(
@@ -193,24 +221,28 @@ class PacsListener:
         """The outcome of a series, kept in memory and (atomically) in the work folder; ``runs`` counts how often
         it was segmented (more than once when it was sent again)."""
         result = {**result, "runs": self._runs.pop(uid, 0) + 1}
-        atomic_write_json(self.work / "results" / f"{series_folder_name(uid)}.json", {"series_uid": uid, **result})
+        key = "study_uid" if self._by_study else "series_uid"
+        atomic_write_json(self.work / "results" / f"{self._folder_name(uid)}.json", {key: uid, **result})
         self.results[uid] = result
 
     def _recover(self) -> list[str]:
         """Reads the outcomes of an earlier listener on this work folder and takes up every series it received
         but did not finish (they wait the quiet time like a new arrival, then are queued)."""
-        for path in sorted((self.work / "results").glob("series-*.json")):
+        key = "study_uid" if self._by_study else "series_uid"
+        prefix = "study-" if self._by_study else "series-"
+        for path in sorted((self.work / "results").glob(f"{prefix}*.json")):
             try:
                 record = json.loads(path.read_text())
-                self.results[str(record.pop("series_uid"))] = record
+                self.results[str(record.pop(key))] = record
             except (ValueError, KeyError, TypeError, AttributeError):
                 logger.warning("%s is not a listener result (unreadable); its series is processed again", path)
         recovered = []
-        for folder in sorted((self.work / "incoming").glob("series-*")):
-            uid = series_uid_of_folder(folder.name)
+        for folder in sorted((self.work / "incoming").glob(f"{prefix}*")):
+            uid = _uid_of_folder(folder.name)
             if uid is None or uid in self.results or not folder.is_dir():
                 continue
-            remove_stale_temporaries_in(folder)  # of saves that a kill interrupted
+            for inner in [folder, *(f for f in folder.iterdir() if f.is_dir())]:
+                remove_stale_temporaries_in(inner)  # of saves that a kill interrupted
             self._pending[uid] = _Series(folder, "(received before a restart)")
             recovered.append(uid)
         if recovered:

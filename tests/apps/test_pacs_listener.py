@@ -258,3 +258,39 @@ def test_a_missing_codec_is_named_with_the_package_to_install(monkeypatch: pytes
     assert "pip install pylibjpeg pylibjpeg-openjpeg" in hint
     assert codec_hint(pydicom.uid.ExplicitVRLittleEndian) == ""
     assert pydicom.uid.JPEG2000Lossless not in codecs.decodable_transfer_syntaxes()
+
+
+def test_a_two_series_model_segments_each_study_once_it_is_complete(
+    two_series_segmenter: BundleSegmenter, tmp_path: Path
+) -> None:
+    """A multi-series model (T1post + FLAIR) takes studies: the series of a study pushed one after another become
+    one case; a study without a FLAIR series fails with its series listed."""
+    port, destination = free_port(), _Recording()
+    rng = np.random.default_rng(0)
+    uids = {}
+    for study, names in (("1.2.826.0.1.3680043.10.71", ("T1post", "FLAIRreg", "ADC")),
+                         ("1.2.826.0.1.3680043.10.72", ("T1post", "ADC"))):  # fmt: skip
+        for name in names:
+            files = write_dicom_series(rng.uniform(0, 400, (24, 20, 6)).astype(np.float32), tmp_path / study / name,
+                                       modality="MR", rescale=(1.0, 0.0), series_description=name, study_uid=study,
+                                       frame_of_reference_uid=f"{study}.9")  # fmt: skip
+            uids[study, name] = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    listener = PacsListener(two_series_segmenter, destination, "MEDUNET", port, ["PUSHER"], tmp_path / "work",  # type: ignore[arg-type]
+                            idle_seconds=0.5)  # fmt: skip
+    listener.start()
+    try:
+        for folder in sorted(tmp_path.glob("1.2.*/*")):
+            _push(folder, port, "PUSHER")
+        assert listener.wait_idle(timeout=120)
+    finally:
+        listener.stop()
+    complete, partial = listener.results["1.2.826.0.1.3680043.10.71"], listener.results["1.2.826.0.1.3680043.10.72"]
+    assert complete["status"] == "stored", complete
+    assert complete["instances"] == 18
+    seg = pydicom.dcmread(complete["seg"][0], stop_before_pixels=True)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == uids["1.2.826.0.1.3680043.10.71", "T1post"]
+    assert partial["status"] == "failed"
+    assert "(?i)flair" in partial["error"]
+    assert "description='ADC'" in partial["error"]
+    assert sorted(p.name for p in (tmp_path / "work" / "results").iterdir()) == [
+        "study-1-2-826-0-1-3680043-10-71.json", "study-1-2-826-0-1-3680043-10-72.json"]  # fmt: skip
