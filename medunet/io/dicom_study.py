@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from medunet.io.dicom_series import (
     DicomSeriesError,
     DicomSeriesInfo,
     DicomVolume,
+    read_dicom_header,
     read_dicom_series,
     scan_dicom_folder,
     volume_metadata,
@@ -103,6 +104,48 @@ def _on_grid(moving: DicomVolume, reference: sitk.Image, nearest: bool) -> np.nd
     return np.transpose(sitk.GetArrayFromImage(resampled), (2, 1, 0))
 
 
+def _seg_files(root: Path, pattern: str) -> list[Path]:
+    """The DICOM SEG objects below ``root`` whose SeriesDescription matches ``pattern``."""
+    found = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        header = read_dicom_header(path)
+        if (
+            header is not None
+            and str(header.get("Modality", "")).upper() == "SEG"
+            and re.search(pattern, str(header.get("SeriesDescription", "") or ""))
+        ):
+            found.append(path)
+    return found
+
+
+def _seg_label(path: Path, volumes: Sequence[DicomVolume], root: Path) -> DicomVolume:
+    """A one-segment DICOM SEG as a 0/1 volume on the grid of the channel series it references."""
+    import pydicom
+
+    from medunet.io.dicom_seg import read_dicom_seg  # highdicom loads only when a SEG is read
+
+    seg = pydicom.dcmread(path, stop_before_pixels=True)
+    segments = [f"{s.SegmentNumber}: {s.SegmentLabel}" for s in seg.SegmentSequence]
+    if len(segments) != 1:
+        raise DicomSeriesError(
+            f"DICOM SEG {path} holds {len(segments)} segments ({'; '.join(segments)}); a tumour label must be one "
+            "segment (0 background, 1 tumour)"
+        )
+    referenced = {str(item.SeriesInstanceUID) for item in seg.get("ReferencedSeriesSequence", [])}
+    source = next((v for v in volumes if v.info.series_uid in referenced), None)
+    if source is None:
+        names = ", ".join(f"{v.info.description!r} ({v.info.series_uid})" for v in volumes)
+        raise DicomSeriesError(
+            f"DICOM SEG {path} references series {sorted(referenced)}, none of the channel series {names} of {root}: "
+            "a SEG is read on the grid of the series it was drawn on"
+        )
+    labels = (read_dicom_seg(path, source.sop_instance_uids) > 0).astype(np.float32)
+    info = DicomSeriesInfo(series_uid=str(seg.SeriesInstanceUID), modality="SEG",
+                           description=str(seg.get("SeriesDescription", "") or ""),
+                           study_uid=str(seg.StudyInstanceUID), files=(path,))  # fmt: skip
+    return replace(source, array=labels, info=info)
+
+
 def read_study_channels(
     folder: str | Path, channels: Sequence[str], label: str | None = None, recursive: bool = True
 ) -> StudyChannels:
@@ -112,7 +155,8 @@ def read_study_channels(
         folder: a study folder (any layout; every DICOM file below it is scanned).
         channels: SeriesDescription patterns (regular expressions), one per input channel; the first series is
             the reference whose grid the others are resampled into (linear interpolation).
-        label: the pattern of a mask series (values 0/1), resampled by nearest neighbour.
+        label: the pattern of a mask series (values 0/1) or of a DICOM SEG with one segment (drawn on one of the
+            channel series), resampled by nearest neighbour.
 
     Raises:
         DicomSeriesError: a pattern that matches no series or several (every series is listed); series of other
@@ -120,8 +164,17 @@ def read_study_channels(
     """
     root = Path(folder)
     found = scan_dicom_folder(root, recursive=recursive)
-    chosen = select_channel_series(found, [*channels, *([label] if label is not None else [])], root)
+    segs = _seg_files(root, label) if label is not None else []
+    if len(segs) > 1:
+        raise DicomSeriesError(
+            f"label pattern {label!r} matches {len(segs)} DICOM SEG objects in {root}: "
+            + ", ".join(str(p) for p in segs)
+        )
+    image_patterns = [*channels, *([label] if label is not None and not segs else [])]
+    chosen = select_channel_series(found, image_patterns, root)
     volumes = [read_dicom_series(info) for info in chosen]
+    if segs:
+        volumes.append(_seg_label(segs[0], volumes, root))
     reference = volumes[0]
     for volume in volumes[1:]:
         if volume.info.study_uid != reference.info.study_uid:
@@ -153,7 +206,7 @@ def read_study_channels(
                 "must hold 0 (background) and 1 (tumour) only"
             )
         result.label = _on_grid(mask, grid, nearest=True).astype(np.uint8)
-        result.label_series = chosen[-1]
+        result.label_series = mask.info
     return result
 
 

@@ -139,3 +139,27 @@ def test_one_study_folder_is_image_and_label_of_a_data_list_entry(tmp_path: Path
         load_image(tmp_path / "t1" / sorted(p.name for p in (tmp_path / "t1").iterdir())[0], channels=["T1post"])
     with pytest.raises(ValueError, match="label_series='Mask' needs channels"):
         load_image(tmp_path, label_series="Mask")
+
+
+def test_a_dicom_seg_drawn_on_flair_is_the_label_on_the_reference_grid(tmp_path: Path) -> None:
+    """Labels may come as a DICOM SEG instead of a mask series: read on the series it references (here FLAIR, one
+    slice further than T1post), then resampled into the reference grid like a mask series."""
+    from medunet.io.dicom_derived import SegmentSpec
+    from medunet.io.dicom_seg import build_dicom_seg
+
+    write_study(tmp_path)
+    flair = sorted((tmp_path / "flair").glob("*.dcm"), key=lambda p: int(pydicom.dcmread(p).InstanceNumber))
+    headers = [pydicom.dcmread(p) for p in flair]
+    drawn = np.zeros(SHAPE, np.uint8)
+    drawn[3:6, 2:5, 1:3] = 1  # FLAIR slices 1-2: world z 4 and 6 mm
+    seg = build_dicom_seg(drawn, headers, [SegmentSpec(1, "tumour")], series_description="Tumour SEG")
+    (tmp_path / "seg").mkdir()
+    seg.save_as(tmp_path / "seg" / "seg.dcm")
+    study = read_study_channels(tmp_path, ["(?i)t1post", "(?i)flair"], label="(?i)tumour seg")
+    expected = np.zeros(SHAPE, np.uint8)
+    expected[3:6, 2:5, 2:4] = 1  # the reference's slices 2-3
+    np.testing.assert_array_equal(study.label, expected)
+    assert study.label_series is not None
+    assert study.label_series.modality == "SEG"
+    with pytest.raises(DicomSeriesError, match=r"references series .* none of the channel series 'T1post'"):
+        read_study_channels(tmp_path, ["(?i)t1post"], label="(?i)tumour seg")
