@@ -52,9 +52,20 @@ RECIPE_SETTINGS = {
     "instance_seed_threshold", "instance_seed_min_size", "instance_fill", "weight_w0", "weight_sigma", "weight_binary", "weight_separate",
     "dice_weight", "elastic_prob", "elastic_sigma", "intensity_preset", "weights_dtype", "flip_axes",
 }  # fmt: skip
+# The settings in which a pretrained 3D bundle's recipe may differ from unet3d's (a multi-series model also names
+# its series and input channels, its pooling and its class weights).
+RECIPE_SETTINGS_3D = RECIPE_SETTINGS | {
+    "channel_series", "label_series", "in_channels", "pool_sizes", "weight_decay", "foreground_ratio",
+    "weight_classes", "input_dir", "write_rtstruct",
+}  # fmt: skip
 PRETRAINED = ["nuclei", "em_membranes"]
-ALL = ["unet2d", "unet3d", *PRETRAINED]
-PAIRS = [("unet2d", "unet3d", SETTINGS), *[("unet2d", bundle, RECIPE_SETTINGS) for bundle in PRETRAINED]]
+PRETRAINED_3D = ["brain_tumour_mr"]
+ALL = ["unet2d", "unet3d", *PRETRAINED, *PRETRAINED_3D]
+PAIRS = [
+    ("unet2d", "unet3d", SETTINGS),
+    *[("unet2d", bundle, RECIPE_SETTINGS) for bundle in PRETRAINED],
+    *[("unet3d", bundle, RECIPE_SETTINGS_3D) for bundle in PRETRAINED_3D],
+]
 
 
 @pytest.mark.parametrize("name", ["train.json", "inference.json"])
@@ -67,7 +78,7 @@ def test_bundles_differ_only_in_their_settings(name: str, first: str, second: st
     assert "bundle_name" in differing
 
 
-@pytest.mark.parametrize("bundle", ["unet3d", *PRETRAINED])
+@pytest.mark.parametrize("bundle", ["unet3d", *PRETRAINED, *PRETRAINED_3D])
 @pytest.mark.parametrize(
     "name", ["evaluate.json", "multi_gpu_train.json", "multi_gpu_inference.json", "blockwise.json", "logging.conf"]
 )
