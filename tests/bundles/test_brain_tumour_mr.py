@@ -1,0 +1,94 @@
+"""The brain_tumour_mr bundle's clinical chain: a TCIA study folder as exported (T1post, FLAIRreg, MaskTumor) in,
+tumour NIfTI, DICOM SEG, RTSTRUCT and TID 1500 SR out, valid by dciodvfy, the SR's volume the SEG's voxels.
+
+The chain is under test, not the model: the bundle's configs run with a small network of fixed random weights
+(biased towards tumour, so that every output has content).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import torch
+
+from medunet.apps.segment import segment
+from medunet.io.dicom_seg import read_dicom_seg
+from medunet.io.dicom_series import DicomSeriesError
+from medunet.networks import ValidUNet
+from tests.conftest import REPO, require
+
+SMALL = {"features": [4, 8, 16, 32]}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("bundles") / "brain_tumour_mr"
+    shutil.copytree(REPO / "bundles" / "brain_tumour_mr", folder, ignore=shutil.ignore_patterns("models"))
+    config = json.loads((folder / "configs" / "inference.json").read_text())
+    config.update(SMALL)
+    (folder / "configs" / "inference.json").write_text(json.dumps(config, indent=1))
+    torch.manual_seed(0)
+    net = ValidUNet(3, 2, 2, features=SMALL["features"], dropout=0.0, norm="batch", pool_sizes=config["pool_sizes"])
+    with torch.no_grad():
+        net.head.bias.copy_(torch.tensor([0.0, 0.2]))
+    (folder / "models").mkdir()
+    torch.save({"model": net.state_dict()}, folder / "models" / "model.pt")
+    return folder
+
+
+def _numeric_items(item: pydicom.Dataset, code: str) -> list[float]:
+    found = []
+    for child in item.get("ContentSequence", []):
+        names = child.get("ConceptNameCodeSequence", [])
+        if names and names[0].CodeValue == code and "MeasuredValueSequence" in child:
+            found.append(float(child.MeasuredValueSequence[0].NumericValue))
+        found += _numeric_items(child, code)
+    return found
+
+
+def test_a_study_folder_gives_seg_rtstruct_sr_and_nifti(bundle: Path, shared_data: Path, tmp_path: Path) -> None:
+    study = require(shared_data / "tcia_pgbm_tumor") / "PGBM-001" / "1991-11-19"
+    report = segment(bundle, study, tmp_path / "out", settings={"device": "cpu"}, progress=False)
+    [outputs] = report.outputs.values()
+    by_suffix = {suffix: [Path(p) for p in outputs if p.endswith(suffix)] for suffix in
+                 ("_seg.nii.gz", "_seg.dcm", "_rtstruct.dcm", "_sr.dcm")}  # fmt: skip
+    assert all(len(files) == 1 for files in by_suffix.values()), outputs
+    t1 = sorted((pydicom.dcmread(p, stop_before_pixels=True) for p in (study / "T1post").glob("*.dcm")),
+                key=lambda ds: float(np.dot(ds.ImagePositionPatient, np.cross(ds.ImageOrientationPatient[:3],
+                                                                            ds.ImageOrientationPatient[3:]))))  # fmt: skip
+    seg = pydicom.dcmread(by_suffix["_seg.dcm"][0])
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == t1[0].SeriesInstanceUID, "the SEG is on T1post"
+    labels = read_dicom_seg(by_suffix["_seg.dcm"][0], [str(ds.SOPInstanceUID) for ds in t1])
+    nifti = nib.load(by_suffix["_seg.nii.gz"][0])
+    np.testing.assert_array_equal(labels, np.asarray(nifti.dataobj))
+    tumour = int((labels == 1).sum())
+    assert tumour > 0
+    voxel_ml = abs(float(np.linalg.det(nifti.affine[:3, :3]))) / 1000.0  # the grid's own step between slices
+    sr = pydicom.dcmread(by_suffix["_sr.dcm"][0])
+    assert _numeric_items(sr, "118565006") == pytest.approx([tumour * voxel_ml], rel=1e-6), "SR volume (mL)"
+    assert _numeric_items(sr, "VOXELCOUNT") == [tumour]
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (dicom3tools) is not installed: the outputs were checked, their validation was not")
+    for path in (by_suffix["_seg.dcm"][0], by_suffix["_rtstruct.dcm"][0], by_suffix["_sr.dcm"][0]):
+        result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+        errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, (path.name, errors)
+
+
+def test_a_study_without_flair_is_a_clear_error_and_nothing_is_written(
+    bundle: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    source = require(shared_data / "tcia_pgbm_tumor") / "PGBM-001" / "1991-11-19"
+    study = tmp_path / "study"
+    for name in ("T1post", "MaskTumor"):
+        shutil.copytree(source / name, study / name)
+    with pytest.raises(DicomSeriesError, match=r"(?s)'\(\?i\)flair' matches no series.*Mask_Tumor.*T1post"):
+        segment(bundle, study, tmp_path / "out", settings={"device": "cpu"}, progress=False)
+    assert not (tmp_path / "out").exists()
