@@ -1,8 +1,9 @@
-"""The brain_tumour_mr bundle's clinical chain: a TCIA study folder as exported (T1post, FLAIRreg, MaskTumor) in,
-tumour NIfTI, DICOM SEG, RTSTRUCT and TID 1500 SR out, valid by dciodvfy, the SR's volume the SEG's voxels.
+"""The brain_tumour_mr bundle: its training pipeline can overfit one case (a 3D pipeline that cannot has a bug, not
+a budget problem), and its clinical chain: a TCIA study folder as exported (T1post, FLAIRreg, MaskTumor) in, tumour
+NIfTI, DICOM SEG, RTSTRUCT and TID 1500 SR out, valid by dciodvfy, the SR's volume the SEG's voxels.
 
-The chain is under test, not the model: the bundle's configs run with a small network of fixed random weights
-(biased towards tumour, so that every output has content).
+The chain tests run the bundle's configs with a small network of fixed random weights (biased towards tumour, so
+that every output has content): the chain is under test there, not the model.
 """
 
 from __future__ import annotations
@@ -25,6 +26,52 @@ from medunet.networks import ValidUNet
 from tests.conftest import REPO, require
 
 SMALL = {"features": [4, 8, 16, 32]}
+OVERFIT_STEPS = 150
+
+
+def test_the_training_pipeline_overfits_one_tumour_crop(shared_data: Path) -> None:
+    """The bundle's loader (T1post + FLAIR from DICOM on one grid, the mask series as label), intensity preset,
+    network and loss learn one crop around a tumour to Dice >= 0.9 within OVERFIT_STEPS Adam steps.
+
+    Measured on 2 CPU cores: Dice 0.90 after 75 steps (about 25 s) with a z-score over the head; see the test's
+    assertion message for the steps it took.
+    """
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    study = require(shared_data / "tcia_pgbm_tumor") / "PGBM-001" / "1991-11-19"
+    parser = ConfigParser()
+    parser.read_config(REPO / "bundles" / "brain_tumour_mr" / "configs" / "train.json")
+    parser.update({"device": "cpu", "amp": False})
+    data = Compose(parser.get_parsed_content("load_transforms"))({"image": str(study), "label": str(study)})
+    image, label = torch.as_tensor(data["image"]), torch.as_tensor(data["label"])
+    assert tuple(image.shape[:1]) == (2,)
+    torch.manual_seed(0)
+    network = parser.get_parsed_content("network_def")
+    loss_fn = parser.get_parsed_content("loss")
+    output = (36, 36, 8)
+    margin = network.geometry.margin
+    centre = torch.nonzero(label[0] > 0).float().mean(0).long().tolist()  # a crop around the tumour
+    low = [int(c - o // 2) for c, o in zip(centre, output, strict=True)]
+    padded = np.pad(image.numpy(), [(0, 0), *[(m, m) for m in margin]], mode="reflect")
+    crop = tuple(slice(lo, lo + o + 2 * m) for lo, o, m in zip(low, output, margin, strict=True))
+    x = torch.from_numpy(np.ascontiguousarray(padded[(slice(None), *crop)]))[None]
+    y = label[(slice(None), *(slice(lo, lo + o) for lo, o in zip(low, output, strict=True)))][None].long()
+    assert 0.05 < float(y.float().mean()) < 0.95, "the crop holds tumour and background"
+    optimizer = torch.optim.Adam(network.parameters(), lr=parser.get_parsed_content("learning_rate"))
+    dice, step = 0.0, 0
+    for step in range(1, OVERFIT_STEPS + 1):
+        logits = network(x)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 25 == 0:
+            pred, truth = logits.argmax(1) == 1, y[:, 0] == 1
+            dice = float(2 * (pred & truth).sum() / (pred.sum() + truth.sum()))
+            if dice >= 0.9:
+                break
+    assert dice >= 0.9, f"Dice {dice:.3f} after {step} steps on the one crop it trains on: the 3D pipeline is broken"
 
 
 @pytest.fixture(scope="module")
