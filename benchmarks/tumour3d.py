@@ -65,7 +65,7 @@ WEIGHT_DECAY = 1e-5
 # medunet: 4 levels, in-plane pooling only (5-6 mm slices against 0.4-0.7 mm pixels), as the overfit test
 MEDUNET = {"features": [16, 32, 64, 128], "pool_sizes": [[2, 2, 1]] * 3, "norm": "batch", "dropout": 0.0}
 MEDUNET_OUTPUT_TILE = (60, 60, 12)  # training output region; input (148, 148, 40) with the margin
-MEDUNET_INFER_TILE = (124, 124, 24)
+MEDUNET_INFER_TILE = (132, 132, 26)  # one tile across the 22-25 slices, 4 x 4 tiles in-plane for 512 x 512
 PADDED_ROI = (128, 128, 16)  # MONAI's crop (divisible by 16 for BasicUNet's four poolings)
 
 
