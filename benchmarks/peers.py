@@ -181,11 +181,11 @@ def _markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _bf16(machine: dict) -> str:
     if "native_bfloat16" not in machine:
         return ""
     return ", native bfloat16" if machine["native_bfloat16"] else ", no native bfloat16 (AVX2)"
+
+
+if __name__ == "__main__":
+    main()
