@@ -371,7 +371,7 @@ def section_3d(reuse: bool) -> dict[str, Any]:
 RECIPE_3D = {
     "optimizer_name": "adam", "learning_rate": 0.001, "weight_decay": 1e-5, "dice_weight": 1.0, "weight_w0": 0.0,
     "weight_classes": None, "weight_separate": False, "foreground_ratio": 0.5, "samples_per_image": 2,
-    "elastic_prob": 0.0, "features": [16, 32, 64, 128],
+    "elastic_prob": 0.0,
 }  # fmt: skip
 RECIPE_STEPS = 300
 
@@ -383,7 +383,8 @@ def section_3d_recipe(reuse: bool) -> dict[str, Any]:
     for name, overlay, volumes in (("spleen_ct", "configs/spleen_ct.json", 1),
                                    ("spinal_cord_mr", "configs/spinal_cord_mr.json", 2)):  # fmt: skip
         epochs = RECIPE_STEPS // volumes
-        extra = RECIPE_3D | {"epochs": epochs, "val_interval": epochs // 4, "checkpoint_interval": epochs // 4}
+        extra = RECIPE_3D | {"features": [16, 32, 64, 128], "epochs": epochs, "val_interval": epochs // 4,
+                             "checkpoint_interval": epochs // 4}  # fmt: skip  # the 3d section's network
         run = train(f"{name}_recipe", ["bundles/unet3d/configs/train.json", overlay], extra, reuse)
         dice = run["history"].get("val_mean_dice", [])
         result[name] = {
