@@ -10,7 +10,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings
@@ -96,3 +96,14 @@ def in_pacs_network(orthanc: Orthanc) -> Iterator[Orthanc]:
 settings.register_profile("default", max_examples=40, deadline=None, derandomize=True, database=None)
 settings.register_profile("fuzz", max_examples=2000, deadline=None, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def sr_numeric_items(item: Any, code: str) -> list[float]:
+    """The numeric values of a DICOM SR's content items named ``code`` (CodeValue), in document order."""
+    found = []
+    for child in item.get("ContentSequence", []):
+        names = child.get("ConceptNameCodeSequence", [])
+        if names and names[0].CodeValue == code and "MeasuredValueSequence" in child:
+            found.append(float(child.MeasuredValueSequence[0].NumericValue))
+        found += sr_numeric_items(child, code)
+    return found

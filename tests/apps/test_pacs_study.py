@@ -19,7 +19,7 @@ from medunet.data.dicom import write_dicom_series
 from medunet.io import DicomSeriesError, load_image
 from medunet.io.dicom_seg import read_dicom_seg
 from medunet.io.pacs import PacsClient, PacsConfig, PacsError
-from tests.conftest import require
+from tests.conftest import require, sr_numeric_items
 from tests.orthanc import Orthanc
 
 
@@ -54,10 +54,10 @@ def test_segment_tcia_study_and_store_seg(
     [rt_file] = client.get_series(study_uid, reports["rtstruct.dcm"], tmp_path / "rt")
     sr = pydicom.dcmread(sr_file)
     voxel_ml = abs(np.linalg.det(nib.load(nifti).affine[:3, :3])) / 1000.0
-    volumes = _numeric_items(sr, "118565006")  # SCT Volume
+    volumes = sr_numeric_items(sr, "118565006")  # SCT Volume
     counts = {value: int((expected == value).sum()) for value in np.unique(expected) if value}
     assert volumes == pytest.approx([counts[v] * voxel_ml for v in sorted(counts)], rel=1e-6)
-    assert _numeric_items(sr, "VOXELCOUNT") == [counts[v] for v in sorted(counts)]
+    assert sr_numeric_items(sr, "VOXELCOUNT") == [counts[v] for v in sorted(counts)]
     measurements = json.loads(next(Path(p) for p in summary["outputs"] if p.endswith("_measurements.json")).read_text())
     assert [s["voxel_count"] for s in measurements["segments"]] == [counts[v] for v in sorted(counts)]
     if shutil.which("dciodvfy"):
@@ -93,17 +93,6 @@ def test_choose_channel_series_lists_the_study_when_a_pattern_fails() -> None:
     assert [s.SeriesInstanceUID for s in choose_channel_series(series, ["(?i)t1post", "(?i)flair"])] == ["1", "2"]
     with pytest.raises(PacsError, match=r"(?s)'\(\?i\)adc'.*T1post.*FLAIRreg"):
         choose_channel_series(series, ["(?i)t1post", "(?i)adc"])
-
-
-def _numeric_items(item: Dataset, code: str) -> list[float]:
-    """The numeric values of the SR content items named ``code``, in document order."""
-    found = []
-    for child in item.get("ContentSequence", []):
-        names = child.get("ConceptNameCodeSequence", [])
-        if names and names[0].CodeValue == code and "MeasuredValueSequence" in child:
-            found.append(float(child.MeasuredValueSequence[0].NumericValue))
-        found += _numeric_items(child, code)
-    return found
 
 
 def test_segment_errors(in_pacs_network: Orthanc, segmenter: BundleSegmenter, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from medunet.apps.segment import segment
 from medunet.io.dicom_seg import read_dicom_seg
 from medunet.io.dicom_series import DicomSeriesError
 from medunet.networks import ValidUNet
-from tests.conftest import REPO, require
+from tests.conftest import REPO, require, sr_numeric_items
 
 SMALL = {"features": [4, 8, 16, 32]}
 OVERFIT_STEPS = 150
@@ -90,16 +90,6 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _numeric_items(item: pydicom.Dataset, code: str) -> list[float]:
-    found = []
-    for child in item.get("ContentSequence", []):
-        names = child.get("ConceptNameCodeSequence", [])
-        if names and names[0].CodeValue == code and "MeasuredValueSequence" in child:
-            found.append(float(child.MeasuredValueSequence[0].NumericValue))
-        found += _numeric_items(child, code)
-    return found
-
-
 def test_a_study_folder_gives_seg_rtstruct_sr_and_nifti(bundle: Path, shared_data: Path, tmp_path: Path) -> None:
     study = require(shared_data / "tcia_pgbm_tumor") / "PGBM-001" / "1991-11-19"
     report = segment(bundle, study, tmp_path / "out", settings={"device": "cpu"}, progress=False)
@@ -119,8 +109,8 @@ def test_a_study_folder_gives_seg_rtstruct_sr_and_nifti(bundle: Path, shared_dat
     assert tumour > 0
     voxel_ml = abs(float(np.linalg.det(nifti.affine[:3, :3]))) / 1000.0  # the grid's own step between slices
     sr = pydicom.dcmread(by_suffix["_sr.dcm"][0])
-    assert _numeric_items(sr, "118565006") == pytest.approx([tumour * voxel_ml], rel=1e-6), "SR volume (mL)"
-    assert _numeric_items(sr, "VOXELCOUNT") == [tumour]
+    assert sr_numeric_items(sr, "118565006") == pytest.approx([tumour * voxel_ml], rel=1e-6), "SR volume (mL)"
+    assert sr_numeric_items(sr, "VOXELCOUNT") == [tumour]
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy (dicom3tools) is not installed: the outputs were checked, their validation was not")
     for path in (by_suffix["_seg.dcm"][0], by_suffix["_rtstruct.dcm"][0], by_suffix["_sr.dcm"][0]):
