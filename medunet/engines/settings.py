@@ -69,7 +69,7 @@ class Setting:
         convert: ``convert(value, name)`` returns the value to use, or raises ``ValueError`` naming the setting,
             the value and the valid values.
         kind: the class of setting (``boolean``, ``integer``, ``number``, ``option``, ``integers``, ``tile``,
-            ``path``, ``device``, ``text``), for the documentation and the tests.
+            ``path``, ``device``, ``text``, ``numbers``), for the documentation and the tests.
     """
 
     convert: Convert
@@ -150,6 +150,16 @@ def _pool_sizes(value: Any, name: str) -> list[Any]:
             f"{name} must be a list such as [[2, 2, 1], [2, 2, 1], [2, 2, 2]] (or null for 2), got {value!r}"
         )
     return list(value)
+
+
+def _spacing(value: Any, name: str) -> list[float]:
+    """Voxel spacing in mm to resample to (one per spatial axis; its length is checked against spatial_dims)."""
+    if not _is_list(value) or not list(value):
+        raise ValueError(
+            f"{name} must be a list of voxel sizes in mm, one per spatial axis, such as [1.0, 1.0, 6.5] (or null to "
+            f"keep each image's own grid), got {value!r}"
+        )
+    return [real_number(v, f"{name}[{i}]", 0.0, low_open=True) for i, v in enumerate(value)]
 
 
 def _axes(value: Any, name: str) -> list[int]:
@@ -379,6 +389,7 @@ SETTINGS: dict[str, Setting] = {
     "dropout": number(0.0, 1.0, high_open=True),
     "norm": option(NormType, optional=True),
     "pool_sizes": Setting(_optional(_pool_sizes), "integers"),  # checked with features and spatial_dims below
+    "spacing": Setting(_optional(_spacing), "numbers"),  # checked with spatial_dims below
     "output_tile": tile("[388, 388]"),
     "val_output_tile": tile("[388, 388]"),
     # training
@@ -506,6 +517,9 @@ def _check_together(checked: dict[str, Any], errors: dict[str, str]) -> None:
                     rule(geometry, checked[key], key)
                 except ValueError as err:
                     errors[key] = str(err)
+    spacing = checked.get("spacing")
+    if spacing is not None and dims is not None and len(spacing) != dims:
+        errors["spacing"] = f"spacing={spacing} has {len(spacing)} value(s), the network has spatial_dims={dims}"
     patterns, channels = checked.get("channel_series"), checked.get("in_channels")
     if patterns is not None and channels is not None and len(patterns) != channels:
         errors["channel_series"] = (

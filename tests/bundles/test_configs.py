@@ -37,7 +37,9 @@ SETTINGS = {
     "write_overlay",
 }
 # Settings of the network and its data that inference must take over from training, per bundle.
-SHARED_WITH_TRAINING = ["spatial_dims", "in_channels", "num_classes", "features", "dropout", "norm", "pool_sizes"]
+SHARED_WITH_TRAINING = [
+    "spatial_dims", "in_channels", "num_classes", "features", "dropout", "norm", "pool_sizes", "spacing",
+]  # fmt: skip
 
 
 def load(bundle: str, name: str) -> dict[str, Any]:
@@ -56,7 +58,7 @@ RECIPE_SETTINGS = {
 # its series and input channels, its pooling and its class weights).
 RECIPE_SETTINGS_3D = RECIPE_SETTINGS | {
     "channel_series", "label_series", "in_channels", "pool_sizes", "weight_decay", "foreground_ratio",
-    "weight_classes", "input_dir", "write_rtstruct",
+    "weight_classes", "input_dir", "write_rtstruct", "spacing",
 }  # fmt: skip
 PRETRAINED = ["nuclei", "em_membranes"]
 PRETRAINED_3D = ["brain_tumour_mr"]

@@ -105,6 +105,8 @@ def test_boolean_settings_read_the_words_for_yes_and_no(name: str) -> None:
         ("channel_series", "(?i)t1", r"channel_series must be a list of SeriesDescription patterns, one per input"),
         ("channel_series", ["t1", "(flair"], r"channel_series\[1\]='\(flair' is not a valid regular expression"),
         ("foreground_ratio", 1.5, r"foreground_ratio must be a number >= 0 and <= 1, got 1\.5"),
+        ("spacing", 1.0, r"spacing must be a list of voxel sizes in mm, one per spatial axis, such as \[1\.0, 1\.0, 6\.5\]"),
+        ("spacing", [1.0, 0.0], r"spacing\[1\] must be a number > 0, got 0\.0"),
         ("series_description", "(flair", r"series_description='\(flair' is not a valid regular expression"),
         ("intensity_clip", [5, 1], r"intensity_clip must be \[low, high\] with low < high"),
         ("memory_limit", "lots", r"memory_limit='lots' is not a memory size"),
@@ -131,6 +133,8 @@ def test_bad_values_name_the_setting_the_value_and_the_valid_ones(name: str, val
         ("norm", "None", None),
         ("norm", None, None),
         ("pool_sizes", "null", None),
+        ("spacing", [1, 1.5], [1.0, 1.5]),
+        ("spacing", None, None),
         ("dataset_dir", "", ""),
         ("torch_threads", None, None),
         ("memory_limit", "2GiB", "2GiB"),
@@ -246,6 +250,10 @@ def test_all_bad_settings_are_listed_in_one_message(tmp_path: Path) -> None:
         ({"pool_sizes": [2, 2]}, r"pool_sizes"),
         ({"flip_axes": [0, 2]}, r"flip_axes=\[0, 2\]: a 2D image has spatial axes 0 to 1"),
         ({"block_shape": [64, 64, 64]}, r"block_shape=\[64, 64, 64\] has 3 axes, the network has spatial_dims=2"),
+        (
+            {"spacing": [1.0, 1.0, 6.5]},
+            r"spacing=\[1\.0, 1\.0, 6\.5\] has 3 value\(s\), the network has spatial_dims=2",
+        ),
     ],
 )
 def test_tiles_and_axes_are_checked_against_the_network(overrides: dict, message: str, tmp_path: Path) -> None:
