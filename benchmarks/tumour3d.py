@@ -170,9 +170,18 @@ def train(kind: str, studies: dict[str, dict[str, Any]], seconds: float, seed: i
 
 
 @torch.no_grad()
-def predict(kind: str, network: torch.nn.Module, study: dict[str, Any]) -> torch.Tensor:
-    """The tumour label on the study's own grid: probabilities on the common grid, resampled back, argmax."""
+def predict(kind: str, network: torch.nn.Module, study: dict[str, Any], tile_norm: bool = False) -> torch.Tensor:
+    """The tumour label on the study's own grid: probabilities on the common grid, resampled back, argmax.
+
+    ``tile_norm``: batch norm normalises each tile by its own statistics instead of the running averages (a
+    diagnostic only: the result then depends on the tiling, which breaks medunet's exact overlap-tile contract).
+    """
     network.eval()
+    if tile_norm:
+        for module in network.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.train()
+                module.momentum = 0.0  # the running averages stay as trained
     x = study["image"][None]
     if kind == "medunet":
         logits = OverlapTileInferer(output_tile=MEDUNET_INFER_TILE, amp=False)(x, network)
@@ -203,7 +212,13 @@ def main() -> None:
                         choices=["medunet", "segresnet", "basicunet"])  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", default="tumour3d", help="benchmarks/results/NAME.{json,md}")
+    parser.add_argument("--tile-norm-check", action="store_true",
+                        help="re-score the saved medunet models of --folds with batch norm over each tile's own "
+                             "statistics beside the running averages; writes <results>_tile_norm.md")  # fmt: skip
     args = parser.parse_args()
+    if args.tile_norm_check:
+        tile_norm_check(args)
+        return
 
     everything = tcia_pgbm_tumor(fold=None)
     studies = load_studies(everything["validation"])
@@ -233,6 +248,32 @@ def main() -> None:
                 runs.append(result)
                 print(json.dumps(result), flush=True)
             write(args, runs)
+
+
+def tile_norm_check(args: argparse.Namespace) -> None:
+    """Batch norm's running averages against each tile's own statistics, for the models a run saved."""
+    lines = [
+        "# medunet's batch norm at inference: running averages vs each tile's own statistics",
+        "",
+        f"Command: `python benchmarks/tumour3d.py {' '.join(sys.argv[1:])}` (the models of the run in outputs/tumour3d).",
+        "",
+        "| fold | study | running averages: Dice / marked voxels | per-tile statistics: Dice / marked voxels | "
+        "tumour voxels |",
+        "|---|---|---|---|---|",
+    ]
+    for fold in args.folds:
+        split = tcia_pgbm_tumor(fold=fold)
+        network = make_network("medunet")
+        network.load_state_dict(torch.load(WORK / f"fold{fold}" / "medunet" / "model.pt"))
+        for name, study in load_studies(split["validation"]).items():
+            running, tiled = (scores(predict("medunet", network, study, mode), study["own_label"], study["spacing"])
+                              for mode in (False, True))  # fmt: skip
+            lines.append(
+                f"| {fold} | {name} | {running['dice']:.3f} / {running['predicted_voxels']} | "
+                f"{tiled['dice']:.3f} / {tiled['predicted_voxels']} | {running['tumour_voxels']} |"
+            )
+            print(lines[-1], flush=True)
+    (RESULTS / f"{args.results}_tile_norm.md").write_text("\n".join(lines) + "\n")
 
 
 def summary(runs: list[dict[str, Any]], models: list[str]) -> dict[str, dict[str, float]]:
