@@ -8,8 +8,12 @@
   V_Rand and V_Info (thinned, :mod:`medunet.metrics.isbi`) of the instance output (the cells, which partition the
   image) against the connected components of the true cells, per slice, and the challenge's scores of the class
   map (cell vs membrane).
+- ``brain_tumour_mr``: the 5 studies of ``tcia_pgbm_tumor``, each a study folder through ``medunet segment``
+  (SEG, RTSTRUCT, SR and NIfTI written); Dice and HD95 of the NIfTI label (T1post grid) against the MaskTumor series.
+  The model was trained on all 5 (no study is left): these are training-data scores, a check that the weights
+  fit; the patient-wise cross-validation of the recipe is ``benchmarks/tumour3d.py``.
 
-Usage: ``python benchmarks/shipped_models.py [--only nuclei em_membranes] [--pictures]``; ``--pictures`` writes
+Usage: ``python benchmarks/shipped_models.py [--only nuclei em_membranes brain_tumour_mr] [--pictures]``; ``--pictures`` writes
 the best and the worst image of each group (with the reference and predicted outlines) into the bundle's
 ``docs/``. A run of one model keeps the other's earlier section of the results. The model cards quote these
 numbers.
@@ -131,6 +135,8 @@ def main() -> None:
         lines += _nuclei_markdown(result["nuclei"])
     if "em_membranes" in result:
         lines += _em_markdown(result["em_membranes"])
+    if "brain_tumour_mr" in result:
+        lines += _tumour_markdown(result["brain_tumour_mr"])
     (RESULTS / "shipped_models.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
@@ -200,7 +206,71 @@ def em_section(pictures: bool) -> dict:
     }
 
 
-SECTIONS = {"nuclei": nuclei_section, "em_membranes": em_section}
+def tumour_section(pictures: bool) -> dict:
+    import nibabel as nib
+    import torch
+    from monai.metrics import compute_hausdorff_distance
+
+    from medunet.apps.segment import segment
+    from medunet.data.datasets import TUMOUR_CHANNELS, TUMOUR_MASK, tcia_pgbm_tumor
+    from medunet.io import read_study_channels
+
+    cases = tcia_pgbm_tumor(fold=None)["validation"]
+    folder = Path(tempfile.mkdtemp(prefix="medunet-"))
+    per_study, seconds = {}, 0.0
+    for case in cases:
+        start = time.perf_counter()
+        report = segment("brain_tumour_mr", case["image"], folder / case["study"], settings={"device": "cpu"},
+                         progress=False)  # fmt: skip
+        seconds += time.perf_counter() - start
+        [outputs] = report.outputs.values()
+        [nifti] = [p for p in outputs if p.endswith("_seg.nii.gz")]
+        prediction = np.asarray(nib.load(nifti).dataobj) == 1
+        data = read_study_channels(case["image"], TUMOUR_CHANNELS, label=TUMOUR_MASK)
+        truth = data.label == 1
+        spacing = [float(v) for v in np.linalg.norm(data.affine_lps[:3, :3], axis=0)]
+        dice = 2.0 * float((prediction & truth).sum()) / float(prediction.sum() + truth.sum())
+        hd95 = float("nan")
+        if prediction.any():
+            onehot = [torch.from_numpy(np.stack([~m, m])[None]).float() for m in (prediction, truth)]
+            hd95 = float(compute_hausdorff_distance(onehot[0], onehot[1], percentile=95, spacing=spacing)[0, 0])
+        per_study[case["study"]] = {"dice": dice, "hd95_mm": hd95, "predicted_voxels": int(prediction.sum()),
+                                    "tumour_voxels": int(truth.sum())}  # fmt: skip
+    return {
+        "model": "brain_tumour_mr",
+        "data": {
+            "dataset": "tcia_pgbm_tumor",
+            "split": "all 5 studies trained on (training-data scores)",
+            "validation": len(cases),
+        },
+        "summary": {
+            "dice": float(np.mean([v["dice"] for v in per_study.values()])),
+            "dice_std": float(np.std([v["dice"] for v in per_study.values()])),
+        },
+        "seconds_per_study": round(seconds / len(cases), 2),
+        "per_image": per_study,
+    }
+
+
+def _tumour_markdown(tumour: dict) -> list[str]:
+    lines = [
+        "## brain_tumour_mr (the 5 studies it was trained on)",
+        "",
+        f"Command: `{tumour['command']}`. Training-data scores: the model was trained on all 5 studies. Dice "
+        f"{tumour['summary']['dice']:.3f} ± {tumour['summary']['dice_std']:.3f}; "
+        f"{tumour['seconds_per_study']} s per study (SEG, RTSTRUCT, SR and NIfTI written).",
+        "",
+        "| study | Dice | HD95 (mm) | marked / tumour voxels |",
+        "|---|---|---|---|",
+    ]
+    for study, r in tumour["per_image"].items():
+        lines.append(
+            f"| {study} | {r['dice']:.3f} | {r['hd95_mm']:.1f} | {r['predicted_voxels']} / {r['tumour_voxels']} |"
+        )
+    return [*lines, ""]
+
+
+SECTIONS = {"nuclei": nuclei_section, "em_membranes": em_section, "brain_tumour_mr": tumour_section}
 
 
 def _nuclei_markdown(nuclei: dict) -> list[str]:
