@@ -102,7 +102,7 @@ def test_em_model_reaches_its_floor(shared_data: Path, tmp_path: Path) -> None:
 
 def test_brain_tumour_model_reaches_its_floor(shared_data: Path, tmp_path: Path) -> None:
     """A study folder as exported: the shipped model's tumour label (NIfTI, on the T1post grid) against the study's
-    MaskTumor series; its DICOM SEG holds the same voxels."""
+    MaskTumor series; the SEG and SR are written beside it."""
     import nibabel as nib
 
     from medunet.data.datasets import TUMOUR_CHANNELS, TUMOUR_MASK
