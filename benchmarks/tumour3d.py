@@ -20,6 +20,9 @@ What is the same for every model (only the network and each framework's own tile
   ``sliding_window_inference`` (overlap 0.5, Gaussian blending); the class probabilities resampled back onto the
   study's own (T1post) grid with MONAI's ``ResampleToMatch`` (linear), argmax; scored as they are and after keeping
   the largest connected tumour component (MONAI's ``KeepLargestConnectedComponent``);
+- medunet is scored twice from the same training: with the batch-norm running averages of its (foreground-
+  oversampled) training tiles, and after :func:`medunet.inference.recalibrate_batch_norm` has taken them from the
+  inference tiles of the fold's training studies (``medunet_bn_recalibrated``; ``--no-recalibration`` skips it);
 - metrics on the study's own grid against its own mask: Dice and HD95 (mm, MONAI's ``compute_hausdorff_distance``
   with the voxel spacing) per study.
 
@@ -51,7 +54,7 @@ from monai.transforms import KeepLargestConnectedComponent, RandCropByPosNegLabe
 from monai.utils import set_determinism
 
 from medunet.data.datasets import TUMOUR_CHANNELS, TUMOUR_MASK, tcia_pgbm_tumor
-from medunet.inference import OverlapTileInferer
+from medunet.inference import OverlapTileInferer, recalibrate_batch_norm
 from medunet.inference.precision import cpu_has_native_bf16
 from medunet.io import read_study_channels
 from medunet.losses import WeightedCrossEntropyLoss
@@ -73,6 +76,7 @@ MEDUNET = {"features": [8, 16, 32, 64], "pool_sizes": [[2, 2, 1]] * 3, "norm": "
 MEDUNET_OUTPUT_TILE = (60, 60, 12)  # training output region; input (148, 148, 40) with the margin
 MEDUNET_INFER_TILE = (132, 132, 26)  # one tile across the 22-25 slices, 4 x 4 tiles in-plane for 512 x 512
 PADDED_ROI = (128, 128, 16)  # MONAI's crop (divisible by 16 for BasicUNet's four poolings)
+RECALIBRATED = "medunet_bn_recalibrated"  # medunet after recalibrate_batch_norm on its training studies
 SPACING = (1.0, 1.0, 6.5)  # mm, the brain_tumour_mr bundle's ``spacing``
 
 
@@ -212,6 +216,8 @@ def main() -> None:
                         choices=["medunet", "segresnet", "basicunet"])  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", default="tumour3d", help="benchmarks/results/NAME.{json,md}")
+    parser.add_argument("--no-recalibration", action="store_true",
+                        help="score medunet only with the batch-norm statistics of its training tiles")  # fmt: skip
     parser.add_argument("--tile-norm-check", action="store_true",
                         help="re-score the saved medunet models of --folds with batch norm over each tile's own "
                              "statistics beside the running averages; writes <results>_tile_norm.md")  # fmt: skip
@@ -233,21 +239,40 @@ def main() -> None:
             folder = WORK / f"fold{fold}" / kind
             folder.mkdir(parents=True, exist_ok=True)
             torch.save(network.state_dict(), folder / "model.pt")
-            for case in split["validation"]:
-                study = studies[case["study"]]
+            runs += validate(kind, network, record, fold, split["validation"], studies, folder)
+            if kind == "medunet" and not args.no_recalibration:
+                # the same network with its batch-norm statistics taken from the inference tiles of its own
+                # training studies (the validation patient stays unseen): medunet.inference.recalibrate_batch_norm
                 start = time.perf_counter()
-                prediction = predict(kind, network, study)
-                seconds = time.perf_counter() - start
-                largest = KeepLargestConnectedComponent(applied_labels=[1])(prediction[None])[0]
-                np.savez_compressed(folder / f"{case['study'].replace('/', '_')}.npz", prediction=prediction.numpy())
-                result = {"fold": fold, "model": kind, "study": case["study"], "patient": case["patient"],
-                          **record, "inference_seconds": round(seconds, 1),
-                          **scores(prediction, study["own_label"], study["spacing"]),
-                          **{f"{k}_largest": v for k, v in scores(largest, study["own_label"], study["spacing"]).items()
-                             if k in ("dice", "hd95_mm", "predicted_voxels")}}  # fmt: skip
-                runs.append(result)
-                print(json.dumps(result), flush=True)
+                images = [s["image"][None] for s in training.values()]
+                calls = recalibrate_batch_norm(network, images, OverlapTileInferer(output_tile=MEDUNET_INFER_TILE))
+                extra = {"recalibration_seconds": round(time.perf_counter() - start, 1), "recalibration_tiles": calls}
+                torch.save(network.state_dict(), folder / "model_bn_recalibrated.pt")
+                runs += validate(RECALIBRATED, network, record | extra, fold, split["validation"], studies, folder)
             write(args, runs)
+
+
+def validate(name: str, network: torch.nn.Module, record: dict[str, Any], fold: int, cases: list[dict[str, Any]],
+             studies: dict[str, dict[str, Any]], folder: Path) -> list[dict[str, Any]]:  # fmt: skip
+    """Scores the network on the fold's validation studies; saves each prediction in ``folder``."""
+    kind = "medunet" if name == RECALIBRATED else name
+    runs = []
+    for case in cases:
+        study = studies[case["study"]]
+        start = time.perf_counter()
+        prediction = predict(kind, network, study)
+        seconds = time.perf_counter() - start
+        largest = KeepLargestConnectedComponent(applied_labels=[1])(prediction[None])[0]
+        stem = case["study"].replace("/", "_") + ("_bn" if name == RECALIBRATED else "")
+        np.savez_compressed(folder / f"{stem}.npz", prediction=prediction.numpy())
+        result = {"fold": fold, "model": name, "study": case["study"], "patient": case["patient"],
+                  **record, "inference_seconds": round(seconds, 1),
+                  **scores(prediction, study["own_label"], study["spacing"]),
+                  **{f"{k}_largest": v for k, v in scores(largest, study["own_label"], study["spacing"]).items()
+                     if k in ("dice", "hd95_mm", "predicted_voxels")}}  # fmt: skip
+        runs.append(result)
+        print(json.dumps(result), flush=True)
+    return runs
 
 
 def tile_norm_check(args: argparse.Namespace) -> None:
@@ -312,7 +337,7 @@ def write(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
         "medunet": {**MEDUNET, "output_tile": MEDUNET_OUTPUT_TILE, "inference_tile": MEDUNET_INFER_TILE},
         "padded_roi": PADDED_ROI,
         "spacing_mm": SPACING,
-        "summary": summary(runs, args.models),
+        "summary": summary(runs, [*args.models, RECALIBRATED]),
         "runs": runs,
     }
     RESULTS.mkdir(exist_ok=True)

@@ -1,5 +1,6 @@
 """Exact overlap-tile inference for valid-convolution networks."""
 
+from medunet.inference.batch_norm import recalibrate_batch_norm
 from medunet.inference.cost import TileCostModel
 from medunet.inference.overlap_tile import NetworkCall, OverlapTileInferer, channel_argmax, scores_to_volume
 from medunet.inference.precision import (
@@ -30,6 +31,7 @@ __all__ = [
     "plan_tiles",
     "predict_region",
     "predict_to",
+    "recalibrate_batch_norm",
     "scores_to_volume",
     "to_channels_last",
 ]
