@@ -228,8 +228,9 @@ def tumour_section(pictures: bool) -> dict:
         prediction = torch.from_numpy(np.asarray(nib.load(nifti).dataobj) == 1)
         data = read_study_channels(case["image"], TUMOUR_CHANNELS, label=TUMOUR_MASK)
         assert data.label is not None
-        spacing = [float(v) for v in np.linalg.norm(data.affine_lps[:3, :3], axis=0)]
-        per_study[case["study"]] = scores(prediction, torch.from_numpy(data.label[None] == 1), spacing)
+        per_study[case["study"]] = scores(
+            prediction, torch.from_numpy(data.label[None] == 1), list(data.reference.spacing)
+        )
     return {
         "model": "brain_tumour_mr",
         "data": {

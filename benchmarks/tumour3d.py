@@ -94,14 +94,13 @@ def load_studies(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         common = resample({"image": MetaTensor(torch.from_numpy(data.image), affine=affine),
                            "label": MetaTensor(label.float(), affine=affine)})  # fmt: skip
         image = torch.as_tensor(np.asarray(normalise(common["image"].as_tensor())), dtype=torch.float32)
-        spacing = np.linalg.norm(data.affine_lps[:3, :3], axis=0)
         studies[case["study"]] = {
             "image": image,
             "label": common["label"].as_tensor().round().long(),
             "affine": common["image"].affine,
             "own_grid": MetaTensor(torch.zeros((1, *data.label.shape)), affine=affine),
             "own_label": label,
-            "spacing": [float(s) for s in spacing],
+            "spacing": list(data.reference.spacing),
             "patient": case["patient"],
         }
     return studies

@@ -32,6 +32,7 @@ import numpy as np
 import pydicom
 from monai.config import PathLike
 from monai.data import ImageReader
+from monai.data.utils import affine_to_spacing
 from monai.utils import MetaKeys, SpaceKeys
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
@@ -96,7 +97,7 @@ class DicomVolume:
 
     @property
     def spacing(self) -> tuple[float, float, float]:
-        s = np.linalg.norm(self.affine_lps[:3, :3], axis=0)
+        s = affine_to_spacing(self.affine_lps, r=3)
         return float(s[0]), float(s[1]), float(s[2])
 
 

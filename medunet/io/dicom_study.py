@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 from monai.config import PathLike
 from monai.data import ImageReader
+from monai.data.utils import affine_to_spacing
 
 from medunet.io.dicom_series import (
     DicomSeriesError,
@@ -89,7 +90,7 @@ def select_channel_series(
 def _to_sitk(volume: DicomVolume) -> sitk.Image:
     """The volume as a SimpleITK image with its world geometry (SimpleITK's physical space is LPS, as DICOM's)."""
     affine = volume.affine_lps
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = affine_to_spacing(affine, r=3)
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(volume.array, (2, 1, 0))).astype(np.float32))
     image.SetOrigin([float(v) for v in affine[:3, 3]])
     image.SetSpacing([float(v) for v in spacing])

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from monai.data.utils import affine_to_spacing
 
 __all__ = ["INSTANCE_COLUMNS", "instance_measurements", "segment_measurements"]
 
@@ -49,7 +50,7 @@ def segment_measurements(
         raise ValueError(f"intensities of shape {np.shape(intensities)} are not on the labels' grid {labels.shape}")
     linear = matrix[:dims, :dims]  # a 2D image may carry a 3x3 or a 4x4 affine; the translation is the last column
     voxel = float(abs(np.linalg.det(linear)))
-    spacing = [float(v) for v in np.linalg.norm(linear, axis=0)]
+    spacing = [float(v) for v in affine_to_spacing(matrix, r=dims)]
     records = []
     for value in (int(v) for v in np.unique(labels) if v != 0):
         mask = labels == value

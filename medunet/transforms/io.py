@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from monai.config import KeysCollection
 from monai.data.image_writer import ImageWriter
+from monai.data.utils import affine_to_spacing
 from monai.transforms import MapTransform
 from monai.transforms import SaveImaged as MonaiSaveImaged
 from monai.utils import convert_to_numpy, ensure_tuple
@@ -347,7 +348,7 @@ class SaveInstanceMeasurementsd(MapTransform):
             spacing, unit = None, None
             if not str(meta.get("filename_or_obj", "")).lower().endswith(IMAGE_SUFFIXES):  # a format with a pixel size
                 affine = np.asarray(meta.get("affine", np.eye(instances.ndim + 1)), dtype=np.float64)
-                spacing = [float(v) for v in np.linalg.norm(affine[: instances.ndim, : instances.ndim], axis=0)]
+                spacing = [float(v) for v in affine_to_spacing(affine, r=instances.ndim)]
                 unit = "mm"
             records = instance_measurements(instances, spacing, unit, intensities, probability)
             d[f"{key}_measurements"] = records
