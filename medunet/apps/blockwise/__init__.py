@@ -25,7 +25,7 @@ Modules: :mod:`~medunet.apps.blockwise.job` (what to compute: job, plan, record,
 :mod:`medunet.io.segmentation_volume`.
 """
 
-from medunet.apps.blockwise.bundle import blockwise_bundle, run_bundle_blockwise
+from medunet.apps.blockwise.bundle import blockwise_bundle, refuse_resampling, run_bundle_blockwise
 from medunet.apps.blockwise.instances import label_instances
 from medunet.apps.blockwise.job import BlockwiseJob, BlockwiseReport, network_fingerprint
 from medunet.apps.blockwise.tasks import run_blockwise
@@ -36,6 +36,7 @@ __all__ = [
     "blockwise_bundle",
     "label_instances",
     "network_fingerprint",
+    "refuse_resampling",
     "run_blockwise",
     "run_bundle_blockwise",
 ]

@@ -14,15 +14,32 @@ from medunet.apps.blockwise.job import BlockwiseReport
 from medunet.apps.segmenter import inference_bundle
 from medunet.engines.cases import transform_error
 
-__all__ = ["blockwise_bundle", "run_bundle_blockwise"]
+__all__ = ["blockwise_bundle", "refuse_resampling", "run_bundle_blockwise"]
 
 
 def blockwise_bundle(
     bundle_dir: str | Path, checkpoint: str | Path, settings: dict[str, Any] | None = None
 ) -> ConfigParser:
     """The parser of the bundle's inference and blockwise configs with ``settings`` (e.g. ``input_volume``,
-    ``output_volume``), checked (:func:`medunet.engines.check_settings`)."""
-    return inference_bundle(bundle_dir, checkpoint, settings, configs=("inference.json", "blockwise.json"))
+    ``output_volume``), checked (:func:`medunet.engines.check_settings`; a bundle that resamples is refused:
+    :func:`refuse_resampling`)."""
+    parser = inference_bundle(bundle_dir, checkpoint, settings, configs=("inference.json", "blockwise.json"))
+    refuse_resampling(parser.get_parsed_content("spacing", default=None))
+    return parser
+
+
+def refuse_resampling(spacing: Any) -> None:
+    """Blockwise runs predict on the volume's own voxel grid; a bundle that resamples its input (its ``spacing``
+    setting, as brain_tumour_mr's 1 x 1 x 6.5 mm) would see voxels of another size than in training. Raises
+    ``ValueError`` saying what to do; ``spacing`` null passes."""
+    if spacing is None:
+        return
+    raise ValueError(
+        f"this bundle resamples its input to spacing {list(spacing)} mm, which blockwise runs do not do (they predict "
+        "on the volume's own voxel grid, block by block). Resample the volume to that spacing first and run "
+        "blockwise with spacing null (medunet blockwise ... --override spacing=null), or use the bundle's in-memory "
+        "inference (medunet segment), which resamples and maps the result back."
+    )
 
 
 def run_bundle_blockwise(

@@ -69,3 +69,17 @@ def test_an_explicit_tile_of_the_blockwise_run_replaces_the_bundles(checkpoint: 
     by_output = blockwise_bundle(folder, checkpoint, {**settings, "output_tile": [68, 68]})
     for parser in (by_input, by_output):
         assert parser.get_parsed_content("blockwise_job").inferer().plan((500, 500), network).input_tile == (252, 252)
+
+
+def test_a_bundle_that_resamples_is_refused_unless_spacing_is_null(checkpoint: Path) -> None:
+    """brain_tumour_mr resamples to 1 x 1 x 6.5 mm; a blockwise run predicts on the volume's own grid."""
+    folder = REPO / "bundles" / "brain_tumour_mr"
+    volume = {"input_volume": str(checkpoint), "output_volume": str(checkpoint.parent / "out.zarr"), "device": "cpu"}
+    with pytest.raises(ValueError, match=r"spacing \[1\.0, 1\.0, 6\.5\].*--override spacing=null"):
+        blockwise_bundle(folder, checkpoint, volume)
+    parser = blockwise_bundle(folder, checkpoint, {**volume, "spacing": None})  # resampled by the user beforehand
+    assert parser.get_parsed_content("blockwise_job").output == volume["output_volume"]
+    assert not (checkpoint.parent / "out.zarr").exists()
+    for config in (REPO / "bundles").glob("*/configs/blockwise.json"):  # python -m monai.bundle run checks it too
+        initialize = json.loads(config.read_text())["initialize"]
+        assert "$medunet.apps.blockwise.refuse_resampling(@spacing)" in initialize, config
