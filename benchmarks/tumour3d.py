@@ -80,6 +80,12 @@ RECALIBRATED = "medunet_bn_recalibrated"  # medunet after recalibrate_batch_norm
 SPACING = (1.0, 1.0, 6.5)  # mm, the brain_tumour_mr bundle's ``spacing``
 
 
+def medunet_inferer() -> OverlapTileInferer:
+    """medunet's exact overlap-tile inference of a whole study, float32: for prediction and for the batch-norm
+    statistics alike, so that both see the same tiles."""
+    return OverlapTileInferer(output_tile=MEDUNET_INFER_TILE, amp=False)
+
+
 def load_studies(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Every study once: on the common grid, the normalised image (2, x, y, z) and label (1, x, y, z); on the
     study's own grid, the label, its voxel spacing (mm) and an empty image that carries the grid."""
@@ -187,7 +193,7 @@ def predict(kind: str, network: torch.nn.Module, study: dict[str, Any], tile_nor
                 module.momentum = 0.0  # the running averages stay as trained
     x = study["image"][None]
     if kind == "medunet":
-        logits = OverlapTileInferer(output_tile=MEDUNET_INFER_TILE, amp=False)(x, network)
+        logits = medunet_inferer()(x, network)
     else:
         logits = sliding_window_inference(x, PADDED_ROI, 2, network, overlap=0.5, mode="gaussian")
     probabilities = MetaTensor(torch.softmax(torch.as_tensor(logits)[0], 0), affine=study["affine"])
@@ -245,7 +251,7 @@ def main() -> None:
                 # training studies (the validation patient stays unseen): medunet.inference.recalibrate_batch_norm
                 start = time.perf_counter()
                 images = [s["image"][None] for s in training.values()]
-                calls = recalibrate_batch_norm(network, images, OverlapTileInferer(output_tile=MEDUNET_INFER_TILE))
+                calls = recalibrate_batch_norm(network, images, medunet_inferer())
                 extra = {"recalibration_seconds": round(time.perf_counter() - start, 1), "recalibration_tiles": calls}
                 torch.save(network.state_dict(), folder / "model_bn_recalibrated.pt")
                 runs += validate(RECALIBRATED, network, record | extra, fold, split["validation"], studies, folder)
@@ -297,8 +303,7 @@ def tile_norm_check(args: argparse.Namespace) -> None:
             running = scores(predict("medunet", network, study), study["own_label"], study["spacing"])
             tiled = scores(predict("medunet", network, study, True), study["own_label"], study["spacing"])
             network.load_state_dict(state)
-            inferer = OverlapTileInferer(output_tile=MEDUNET_INFER_TILE, amp=False)
-            recalibrate_batch_norm(network, [study["image"][None]], inferer)
+            recalibrate_batch_norm(network, [study["image"][None]], medunet_inferer())
             whole = scores(predict("medunet", network, study), study["own_label"], study["spacing"])
             lines.append(
                 f"| {fold} | {name} | {running['dice']:.3f} / {running['predicted_voxels']} | "
