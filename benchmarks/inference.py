@@ -1,39 +1,67 @@
-"""Overlap-tile inference benchmark: writes benchmarks/results/inference.json and inference.md.
+"""Inference speed in one run: medunet's exact overlap-tile inference against MONAI's sliding window and one
+whole-volume pass, in 2D and 3D, at the sizes users have. Writes ``benchmarks/results/inference.{json,md}``
+(CPU) or ``inference_cuda.{json,md}`` (``--device cuda``).
 
-Measured in one run on one machine (ratios, not absolute times, are what carry over):
+Methods, on the same random image per case (ratios measured in the same run carry over, absolute times do not):
 
-(a) tiling overhead: for a 2D image and a 3D volume under a memory budget that forces tiling, the
-    planner's redundancy (FLOPs of all tiles / FLOPs of one whole-image pass, from the geometry) and
-    the measured time ratio tiled / whole-image;
-(b) output voxels per second of medunet's exact overlap-tile inference vs MONAI's
-    ``sliding_window_inference`` (Gaussian blending, overlap 0.5 and 0.25) with a same-padded U-Net of
-    identical widths and depth, on the same inputs and with the same input tile size, plus the max
-    difference of each to its own whole-image pass;
-(c) the peak resident memory of each run, measured in a fresh subprocess per configuration.
+- ``medunet`` : :class:`~medunet.inference.OverlapTileInferer` with the planner's tile for the device's default
+  memory budget (the whole volume when it fits), float32, channels-last (the bundles' default);
+- ``medunet_tiled``: the same with a budget that forces tiling (3D: the tiled / whole ratio of the valid network);
+- ``medunet_<precision>``: the ``bfloat16`` preset (CUDA, or a CPU with native bfloat16) and ``float16`` (CUDA);
+- ``medunet_onnx``: the exported network through :mod:`medunet.runtime` on ONNX Runtime with ``medunet_tiled``'s
+  tile (CPU, float32; skipped where onnxruntime is not installed);
+- ``monai_sw0.25`` / ``monai_sw0.5``: ``monai.inferers.sliding_window_inference`` (Gaussian blending, reflect
+  padding) with a same-padded twin of the network (same widths and depth), the ROI equal to ``medunet_tiled``'s
+  input tile rounded to the pooling grid (never larger than the image rounded up to it), at each medunet precision:
+  ``medunet_tiled_over_monai_sw*`` compares the two at the same tile size;
+- ``monai_whole``: one pass of the padded twin over the whole image (reflect-padded to the grid): the padded
+  network's limit.
 
-Usage: ``python benchmarks/inference.py [--quick] [--repeats N] [--cases 3d] [--channels-last | --bf16]``
-(``--channels-last``: every method in float32 with channels-last tensors and network, results in
-``inference_cl.*``; ``--bf16``: bfloat16 autocast as well, the planner counting 2 bytes a value, results in
-``inference_bf16.*``; both say whether the CPU has native bfloat16).
+The valid network needs a mirrored margin (2D: 92 voxels a side; 3D: 44): one pass over a 96x96x64 volume reads
+188x188x156, so small volumes cost more than the padded twin's pass; the ``sweep`` cases give the ratio against
+volume size and where it crosses 1.
+
+On the CPU each method runs in a fresh process, 2 threads (peak = growth of the peak resident set, reset before the
+timed passes, over the resident size then; glibc's default malloc); on CUDA in this process, after one warm-up
+pass, peak = ``torch.cuda.max_memory_allocated`` over what was allocated before.
+
+Usage: ``python benchmarks/inference.py [--device cpu|cuda] [--quick] [--cases 2d_2048 3d_ct ...]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
-import os
 import platform
-import resource
+import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
-_MODE_ENV = "MEDUNET_BENCHMARK_MODE"  # fp32 | cl | bf16, read by the measuring processes
+NET_2D = (16, 32, 64, 128, 256)
+NET_3D = (8, 16, 32, 64)
+FORCED_TILE_BUDGET = {2: 192 * 1024**2, 3: 1536 * 1024**2}  # budgets that force tiling (medunet_tiled), as before
+
+# name: (spatial shape, features); "sweep" cases give the 3D ratio against volume size
+CASES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "2d_512": ((512, 512), NET_2D),
+    "2d_2048": ((2048, 2048), NET_2D),
+    "3d_sweep_64": ((64, 64, 64), NET_3D),
+    "3d_sweep_96": ((96, 96, 64), NET_3D),
+    "3d_sweep_128": ((128, 128, 128), NET_3D),
+    "3d_sweep_192": ((192, 192, 96), NET_3D),
+    "3d_mr": ((256, 256, 128), NET_3D),
+    "3d_ct": ((512, 512, 300), NET_3D),
+}
+QUICK = {"2d_512": ((256, 256), NET_2D), "3d_sweep_64": ((48, 48, 32), NET_3D)}
 
 
 class SamePaddedUNet(nn.Module):
@@ -71,233 +99,352 @@ class SamePaddedUNet(nn.Module):
         return self.head(x)
 
 
-def _case(kind: str, quick: bool) -> dict[str, Any]:
-    if kind == "2d":
-        shape = (1024, 1024) if quick else (2048, 2048)
-        return {"dims": 2, "shape": shape, "features": (16, 32, 64, 128, 256), "budget": 192 * 1024**2}
-    shape = (96, 96, 64) if quick else (192, 192, 96)
-    return {"dims": 3, "shape": shape, "features": (8, 16, 32, 64), "budget": 1536 * 1024**2}
-
-
-def _build(case: dict[str, Any], padded: bool) -> nn.Module:
+def valid_net(dims: int, features: tuple[int, ...]) -> nn.Module:
     from medunet.networks import ValidUNet
 
     torch.manual_seed(0)
-    if padded:
-        return SamePaddedUNet(case["dims"], case["features"], 2).eval()
-    return ValidUNet(case["dims"], 1, 2, features=case["features"], dropout=0.5).eval()
+    return ValidUNet(dims, 1, 2, features=features, dropout=0.5).eval()
 
 
-def _measure(kind: str, quick: bool, method: str, repeats: int, queue: Any) -> None:
-    """Runs one configuration in this (fresh) process and reports time, peak RSS and the output."""
-    torch.set_num_threads(2)
+def padded_net(dims: int, features: tuple[int, ...]) -> nn.Module:
+    torch.manual_seed(0)
+    return SamePaddedUNet(dims, features, 2).eval()
+
+
+def methods_for(device: str, onnx: bool) -> list[tuple[str, str]]:
+    """(method, precision) pairs this device runs."""
+    from medunet.inference import cpu_has_native_bf16
+
+    precisions = ["float32"]
+    if device == "cuda":
+        precisions += ["bfloat16", "float16"]
+    elif cpu_has_native_bf16():
+        precisions.append("bfloat16")
+    out = [("medunet", "float32"), ("medunet_tiled", "float32"), ("monai_whole", "float32")]
+    for p in precisions:
+        if p != "float32":
+            out.append((f"medunet_{p}", p))
+        out += [(f"monai_sw0.25_{p}", p), (f"monai_sw0.5_{p}", p)]
+    if onnx and device == "cpu":
+        out.append(("medunet_onnx", "float32"))
+    return out
+
+
+def padded_macs(shape: tuple[int, ...], features: tuple[int, ...], out_channels: int = 2) -> int:
+    """Multiply-accumulates of one pass of the padded twin over ``shape`` rounded up to its pooling grid."""
+    dims, stride = len(shape), 2 ** (len(features) - 1)
+    grid = [s + (-s) % stride for s in shape]
+    k = 3**dims
+    total, channels = 0, 1
+    for level, f in enumerate(features):
+        voxels = math.prod(g // 2**level for g in grid)
+        total += voxels * (channels + f) * f * k
+        channels = f
+    for level in reversed(range(len(features) - 1)):
+        voxels, f = math.prod(g // 2**level for g in grid), features[level]
+        total += voxels * features[level + 1] * f + voxels * (2 * f + f) * f * k
+    return total + math.prod(grid) * features[0] * out_channels
+
+
+def medunet_inferer(method: str, dims: int, precision: str) -> Any:
+    from medunet.inference import OverlapTileInferer
+
+    budget = FORCED_TILE_BUDGET[dims] if method == "medunet_tiled" else None
+    return OverlapTileInferer(memory_budget=budget, precision=precision, channels_last=True)
+
+
+def monai_roi(plan_tile: tuple[int, ...], shape: tuple[int, ...], stride: int) -> tuple[int, ...]:
+    """medunet's input tile rounded down to the padded net's pooling grid, never beyond the image (rounded up)."""
+    return tuple(min(max(stride, t // stride * stride), -(-s // stride) * stride) for t, s in zip(plan_tile, shape))
+
+
+def run_method(
+    method: str, precision: str, shape: tuple[int, ...], features: tuple[int, ...], device: str, repeats: int
+) -> dict[str, Any]:
+    """Times one method on one case in this process; returns seconds (median), the plan and the output."""
     from monai.inferers import sliding_window_inference
 
-    from medunet.inference import OverlapTileInferer, to_channels_last
+    from medunet.inference import precision_dtype, to_channels_last
 
-    # --channels-last: channels-last tensors and network; --bf16: also bfloat16 autocast (the planner then counts
-    # 2 bytes a value)
-    mode = os.environ.get(_MODE_ENV, "fp32")
-    fast, channels_last = mode == "bf16", mode in ("cl", "bf16")
-    case = _case(kind, quick)
-    gen = torch.Generator().manual_seed(1)
-    image = torch.randn(1, 1, *case["shape"], generator=gen)
-    net = _build(case, padded=method.startswith("monai"))
-    if channels_last:
-        net, image = to_channels_last(net), to_channels_last(image)
-    settings = {"amp": fast, "channels_last": channels_last}
-    medunet_plan = OverlapTileInferer(memory_budget=case["budget"], **settings).plan(case["shape"], _build(case, False))
-    stride = 16 if case["dims"] == 2 else 8
+    dims = len(shape)
+    stride = 2 ** (len(features) - 1)
+    dev = torch.device(device)
+    image = torch.randn(1, 1, *shape, generator=torch.Generator().manual_seed(1)).to(dev)
+    valid = to_channels_last(valid_net(dims, features).to(dev))
+    # MONAI's ROI: the tile of medunet's forced-tiling plan (the same tile size for both; with the planner's default
+    # budget medunet takes the whole image where it fits, and a window of the whole image is no sliding window)
+    reference_plan = medunet_inferer("medunet_tiled", dims, "float32").plan(shape, valid, dev)
+    info: dict[str, Any] = {"method": method, "precision": precision}
+    autocast = precision_dtype(precision, dev)
 
-    def run() -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
-            return run_fp()
+    if method.startswith("medunet_onnx"):
+        from medunet.export import export_onnx
+        from medunet.runtime import Pipeline
 
-    def run_fp() -> torch.Tensor:
-        if method == "medunet_whole":
-            return OverlapTileInferer(input_tile=(-1,) * case["dims"], **settings)(image, net)
-        if method == "medunet_tiled":
-            return OverlapTileInferer(memory_budget=case["budget"], **settings)(image, net)
-        if method == "monai_whole":
-            padded = [(-s) % stride for s in case["shape"]]
-            pad = [v for p in reversed(padded) for v in (0, p)]
+        with tempfile.TemporaryDirectory() as tmp:
+            # the tile of medunet_tiled: ONNX Runtime and torch compared on the same tiles
+            artefact = export_onnx(
+                valid.cpu(), Path(tmp) / "model.zip", input_tile=reference_plan.input_tile, output="logits"
+            )
+            pipeline = Pipeline.load(artefact, threads=torch.get_num_threads())
+            plan = pipeline.plan(shape)
+            info["tiles"], info["input_tile"] = plan.num_tiles, list(plan.input_tile)
+            array = image.cpu().numpy()
+
+            def call() -> torch.Tensor:
+                return torch.from_numpy(pipeline.logits(array[0]))[None]
+
+            return _timed(call, info, dev, repeats)
+    if method.startswith("medunet"):
+        inferer = medunet_inferer(method, dims, precision)
+        plan = inferer.plan(shape, valid, dev)
+        info["tiles"], info["input_tile"] = plan.num_tiles, list(plan.input_tile)
+
+        def call() -> torch.Tensor:
+            return inferer(image, valid)
+
+        return _timed(call, info, dev, repeats)
+    padded = to_channels_last(padded_net(dims, features).to(dev))
+    x = to_channels_last(image)
+    if method == "monai_whole":
+        pad = [v for s in reversed(shape) for v in (0, (-s) % stride)]
+        info["input_tile"] = [s + (-s) % stride for s in shape]
+
+        def call() -> torch.Tensor:
             with torch.inference_mode():
-                out = net(torch.nn.functional.pad(image, pad, mode="reflect"))
-            return out[(slice(None), slice(None), *(slice(0, s) for s in case["shape"]))]
-        overlap = 0.5 if method == "monai_overlap0.5" else 0.25
-        # The same input tile as medunet's plan, rounded down to the pooling grid the padded net needs.
-        # Never larger than the image (rounded up to the grid): a MONAI user would not pad beyond it.
-        roi = tuple(
-            min(max(stride, (t // stride) * stride), -(-s // stride) * stride)
-            for t, s in zip(medunet_plan.input_tile, case["shape"])
-        )
-        with torch.inference_mode():
-            return sliding_window_inference(
-                image, roi, 1, net, overlap=overlap, mode="gaussian", padding_mode="reflect"
-            )  # type: ignore[return-value]
+                out = padded(torch.nn.functional.pad(x, pad, mode="reflect"))
+            return out[(slice(None), slice(None), *(slice(0, s) for s in shape))].float()
 
-    run_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    out = None
+        return _timed(call, info, dev, repeats)
+    overlap = 0.25 if "sw0.25" in method else 0.5
+    roi = monai_roi(reference_plan.input_tile, shape, stride)
+    info["input_tile"] = list(roi)
+
+    def call() -> torch.Tensor:
+        with (
+            torch.inference_mode(),
+            torch.autocast(dev.type, dtype=autocast or torch.float32, enabled=autocast is not None),
+        ):
+            out = sliding_window_inference(x, roi, 1, padded, overlap=overlap, mode="gaussian", padding_mode="reflect")
+        return out.float()  # type: ignore[union-attr]
+
+    return _timed(call, info, dev, repeats)
+
+
+def _timed(call: Any, info: dict[str, Any], dev: torch.device, repeats: int) -> dict[str, Any]:
+    if dev.type == "cuda":
+        call()  # warm-up: cuDNN's kernel choice and the allocator's first blocks stay out of the numbers
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        with open("/proc/self/clear_refs", "w") as fh:  # resets the peak resident set (Linux)
+            fh.write("5")
+        before = _status_bytes("VmRSS")
+    times, out = [], None
     for _ in range(repeats):
+        del out
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         start = time.perf_counter()
-        out = run()
+        out = call()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert out is not None
-    queue.put(
-        {
-            "method": method,
-            "seconds": min(times),
-            "all_seconds": [round(t, 3) for t in times],
-            "peak_rss_mib": round(peak / 1024, 1),
-            "peak_rss_increase_mib": round((peak - run_before) / 1024, 1),
-            "output": out.float().numpy(),
-        }
-    )
+    peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda" else _status_bytes("VmHWM")) - before
+    info["seconds"] = statistics.median(times)
+    info["all_seconds"] = [round(t, 4) for t in times]
+    info["peak_mib"] = round(peak / 2**20, 1)
+    info["output"] = out.detach().float().cpu().numpy()  # type: ignore[union-attr]
+    return info
 
 
-def _run_isolated(kind: str, quick: bool, method: str, repeats: int) -> dict[str, Any]:
+def _status_bytes(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+def _child(args: tuple[Any, ...], queue: Any) -> None:
+    torch.set_num_threads(2)
+    try:
+        queue.put(run_method(*args))
+    except Exception as err:  # reported in the results, the run goes on
+        queue.put({"method": args[0], "precision": args[1], "error": f"{type(err).__name__}: {err}"})
+
+
+def measure(method: str, precision: str, case: str, shape: tuple[int, ...], features: tuple[int, ...], device: str,
+            repeats: int) -> dict[str, Any]:  # fmt: skip
+    if device == "cuda":
+        try:
+            return run_method(method, precision, shape, features, device, repeats)
+        except Exception as err:
+            torch.cuda.empty_cache()
+            return {"method": method, "precision": precision, "error": f"{type(err).__name__}: {err}"}
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(kind, quick, method, repeats, queue))
+    proc = ctx.Process(target=_child, args=((method, precision, shape, features, device, repeats), queue))
     proc.start()
     result = queue.get()
     proc.join()
-    if proc.exitcode != 0:
-        raise RuntimeError(f"benchmark run {kind}/{method} failed with exit code {proc.exitcode}")
-    result["output"] = torch.from_numpy(result["output"])
+    if proc.exitcode != 0 and "error" not in result:
+        result = {"method": method, "precision": precision, "error": f"exit code {proc.exitcode}"}
     return result
 
 
-def benchmark(kind: str, quick: bool, repeats: int) -> dict[str, Any]:
-    from medunet.inference import OverlapTileInferer, TileCostModel
+def benchmark_case(case: str, shape: tuple[int, ...], features: tuple[int, ...], device: str, repeats: int,
+                   onnx: bool, whole_limit: int) -> dict[str, Any]:  # fmt: skip
+    from medunet.inference import TileCostModel
 
-    case = _case(kind, quick)
-    net = _build(case, padded=False)
-    geo = net.geometry
+    dims = len(shape)
+    net = valid_net(dims, features)
     cost = TileCostModel.for_network(net)
-    plan = OverlapTileInferer(memory_budget=case["budget"], amp=os.environ.get(_MODE_ENV) == "bf16").plan(
-        case["shape"], net
-    )
-    whole_tile = geo.input_shape_for(case["shape"])
-    flops_tile = cost.flops(plan.input_tile)
-    flops_whole = cost.flops(whole_tile)
-    voxels = 1
-    for s in case["shape"]:
-        voxels *= s
-
-    runs = {
-        m: _run_isolated(kind, quick, m, repeats)
-        for m in ("medunet_whole", "medunet_tiled", "monai_whole", "monai_overlap0.5", "monai_overlap0.25")
-    }
-    diff_medunet = float((runs["medunet_tiled"]["output"] - runs["medunet_whole"]["output"]).abs().max())
-    scale_medunet = float(runs["medunet_whole"]["output"].abs().max())
-    result: dict[str, Any] = {
-        "image_shape": list(case["shape"]),
-        "features": list(case["features"]),
-        "memory_budget_bytes": case["budget"],
-        "planned_input_tile": list(plan.input_tile),
-        "planned_output_tile": list(plan.output_tile),
-        "tiles": plan.num_tiles,
-        "tile_starts": [list(s) for s in plan.starts],
-        "estimated_tile_memory_bytes": cost.peak_bytes(plan.input_tile),
-        "whole_image_input": list(whole_tile),
-        "redundancy_flops": round(plan.num_tiles * flops_tile / flops_whole, 4),
-        "time_ratio_tiled_over_whole": round(runs["medunet_tiled"]["seconds"] / runs["medunet_whole"]["seconds"], 4),
-        "max_abs_diff_tiled_vs_whole": diff_medunet,
-        "max_abs_logit_whole": scale_medunet,
-        "methods": {},
-    }
-    result["overhead_vs_redundancy"] = round(result["time_ratio_tiled_over_whole"] / result["redundancy_flops"], 4)
-    for name, run in runs.items():
-        entry = {k: v for k, v in run.items() if k not in ("output", "method")}
-        entry["output_voxels_per_second"] = round(voxels / run["seconds"], 1)
-        if name.startswith("monai_overlap"):
-            entry["max_abs_diff_vs_own_whole"] = float((run["output"] - runs["monai_whole"]["output"]).abs().max())
-            entry["max_abs_logit_own_whole"] = float(runs["monai_whole"]["output"].abs().max())
-        result["methods"][name] = entry
-    tiled = result["methods"]["medunet_tiled"]["output_voxels_per_second"]
-    for overlap in ("0.5", "0.25"):
-        monai = result["methods"][f"monai_overlap{overlap}"]["output_voxels_per_second"]
-        result[f"speedup_vs_monai_overlap{overlap}"] = round(tiled / monai, 3)
+    whole_tile = net.geometry.input_shape_for(shape)
+    voxels = math.prod(shape)
+    result: dict[str, Any] = {"shape": list(shape), "features": list(features), "whole_input": list(whole_tile)}
+    result["valid_over_padded_flops"] = round(cost.macs(whole_tile) / padded_macs(shape, features), 3)
+    outputs: dict[str, np.ndarray] = {}
+    methods = {}
+    for method, precision in methods_for(device, onnx):
+        # the valid network's whole pass bounds the padded twin's from above
+        if method == "monai_whole" and device == "cpu" and cost.peak_bytes(whole_tile) > whole_limit:
+            methods[method] = {"skipped": f"the whole pass would exceed {whole_limit / 2**30:.0f} GiB (estimated)"}
+            continue
+        entry = measure(method, precision, case, shape, features, device, repeats)
+        if "output" in entry:
+            outputs[method] = entry.pop("output")
+            entry["output_voxels_per_second"] = round(voxels / entry["seconds"], 1)
+        methods[method] = entry
+        print(case, method, {k: v for k, v in entry.items() if k != "all_seconds"}, flush=True)
+    result["methods"] = methods
+    ref = outputs.get("medunet")
+    if ref is not None:
+        scale = float(np.abs(ref).max())
+        for name, out in outputs.items():
+            if name.startswith("medunet") and name != "medunet":
+                methods[name]["max_abs_diff_vs_medunet"] = float(np.abs(out - ref).max())
+                methods[name]["relative_to_largest_logit"] = float(np.abs(out - ref).max() / scale)
+                methods[name]["class_changed_fraction"] = float(np.mean(out.argmax(1) != ref.argmax(1)))
+    speed = {k: v.get("output_voxels_per_second") for k, v in methods.items()}
+    ratios: dict[str, float] = {}
+    for name, value in speed.items():
+        if value is None or not name.startswith("medunet"):
+            continue
+        precision = methods[name]["precision"]
+        for overlap in ("0.25", "0.5"):
+            monai = speed.get(f"monai_sw{overlap}_{precision}")
+            if monai:
+                ratios[f"{name}_over_monai_sw{overlap}"] = round(value / monai, 3)
+        if speed.get("monai_whole") and precision == "float32":
+            ratios[f"{name}_over_monai_whole"] = round(value / speed["monai_whole"], 3)
+    if speed.get("medunet") and speed.get("medunet_tiled"):
+        ratios["tiled_over_whole_time"] = round(speed["medunet"] / speed["medunet_tiled"], 3)
+    result["ratios"] = ratios
     return result
 
 
-def _markdown(results: dict[str, Any]) -> str:
+def markdown(results: dict[str, Any]) -> str:
     lines = [
-        "# Overlap-tile inference benchmark",
+        f"# Inference speed ({results['device']})",
         "",
-        f"Machine: {results['machine']}; torch {results['torch']}, {results['threads']} threads; "
-        f"repeats {results['repeats']} (min time reported). Precision: {results.get('precision', 'float32')}; "
-        f"native bfloat16 on this CPU: {results.get('native_bf16', 'not recorded')}.",
-        "",
-        "| case | budget (MiB) | tiles (input tile) | redundancy (FLOPs) | tiled/whole time | overhead | max diff tiled vs whole |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for kind, r in results["cases"].items():
-        lines.append(
-            f"| {kind} {'x'.join(map(str, r['image_shape']))} | {r['memory_budget_bytes'] / 2**20:.0f}"
-            f" | {r['tiles']} ({'x'.join(map(str, r['planned_input_tile']))})"
-            f" | {r['redundancy_flops']:.3f} | {r['time_ratio_tiled_over_whole']:.3f} | {r['overhead_vs_redundancy']:.3f}"
-            f" | {r['max_abs_diff_tiled_vs_whole']:.2e} (max logit {r['max_abs_logit_whole']:.1f}) |"
+        f"Device: {results['device_name']}; torch {results['torch']}; {results['threads']} CPU threads; native "
+        f"bfloat16 on this CPU: {results['cpu_native_bf16']}. Repeats: {results['repeats']} (median). Command: "
+        f"`{results['command']}`. Networks: 2D features {list(NET_2D)}, 3D {list(NET_3D)}, random weights, random "
+        "image (speed only). Peak: "
+        + (
+            "growth of the peak resident set, a fresh process per method"
+            if results["device"] == "cpu"
+            else "torch.cuda.max_memory_allocated"
         )
-    lines += [
+        + ".",
         "",
-        "| case | method | seconds | output voxels/s | peak RSS (MiB) | RSS increase (MiB) | max diff vs own whole |",
-        "|---|---|---|---|---|---|---|",
+        "| case | method | precision | tiles (input tile) | seconds | voxels/s | peak MiB | class changed vs medunet fp32 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for kind, r in results["cases"].items():
+    for case, r in results["cases"].items():
         for name, m in r["methods"].items():
-            diff = m.get("max_abs_diff_vs_own_whole")
-            diff_text = (
-                f"{diff:.2e}"
-                if diff is not None
-                else ("0 by construction" if name.endswith("whole") else f"{r['max_abs_diff_tiled_vs_whole']:.2e}")
-            )
+            if "skipped" in m or "error" in m:
+                lines.append(f"| {case} | {name} | | | {m.get('skipped') or m.get('error')} | | | |")
+                continue
+            tile = "x".join(map(str, m.get("input_tile", [])))
+            tiles = f"{m['tiles']} ({tile})" if "tiles" in m else f"({tile})"
+            changed = m.get("class_changed_fraction")
             lines.append(
-                f"| {kind} | {name} | {m['seconds']:.2f} | {m['output_voxels_per_second']:.0f} | {m['peak_rss_mib']:.0f}"
-                f" | {m['peak_rss_increase_mib']:.0f} | {diff_text} |"
+                f"| {case} {'x'.join(map(str, r['shape']))} | {name} | {m['precision']} | {tiles} | {m['seconds']:.3f}"
+                f" | {m['output_voxels_per_second']:.3g} | {m['peak_mib']:.0f} | "
+                + ("" if changed is None else f"{changed:.2e}")
+                + " |"
             )
-    lines += ["", "Speed-up of medunet (tiled, exact) over MONAI sliding_window_inference (Gaussian):", ""]
-    for kind, r in results["cases"].items():
+    lines += ["", "Ratios (voxels/s of medunet over the peer at the same precision; > 1: medunet faster):", ""]
+    for case, r in results["cases"].items():
+        ratios = dict(r["ratios"])
+        speed = {k: m.get("output_voxels_per_second") for k, m in r["methods"].items()}
+        if speed.get("medunet_onnx") and speed.get("medunet_tiled"):
+            ratios["onnx_over_torch_same_tiles"] = round(speed["medunet_onnx"] / speed["medunet_tiled"], 3)
+        text = ", ".join(f"{k} {v:.2f}" for k, v in ratios.items())
         lines.append(
-            f"- {kind}: {r['speedup_vs_monai_overlap0.5']:.2f}x at overlap 0.5, "
-            f"{r['speedup_vs_monai_overlap0.25']:.2f}x at overlap 0.25"
+            f"- {case} ({r['valid_over_padded_flops']:.2f}x the padded net's FLOPs for one whole pass): {text}"
         )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small inputs (a smoke run, not the reported numbers)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cases", nargs="+", default=["2d", "3d"], choices=["2d", "3d"])
-    mode_group = parser.add_mutually_exclusive_group()
-    mode_group.add_argument("--channels-last", action="store_true", help="float32 with channels-last for every method")
-    mode_group.add_argument("--bf16", action="store_true", help="bfloat16 autocast and channels-last for every method")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="two small cases (a smoke run, not reported numbers)")
+    parser.add_argument("--cases", nargs="+", help=f"a subset of {', '.join(CASES)}")
+    parser.add_argument("--repeats", type=int, default=None, help="timed passes per method (CPU 1, CUDA 5)")
+    parser.add_argument("--no-onnx", action="store_true", help="leave ONNX Runtime out")
+    parser.add_argument("--whole-limit-gib", type=float, default=12.0, help="CPU: largest whole pass to try")
+    parser.add_argument("--results", default=None, help="results name (default inference / inference_cuda)")
+    parser.add_argument("--render", action="store_true", help="rewrite the .md from the saved .json, measuring nothing")
     args = parser.parse_args()
-    mode = "bf16" if args.bf16 else "cl" if args.channels_last else "fp32"
-    os.environ[_MODE_ENV] = mode  # read by the spawned measuring processes
+    if args.render:
+        name = args.results or ("inference" if args.device == "cpu" else "inference_cuda")
+        saved = json.loads((RESULTS / f"{name}.json").read_text())
+        (RESULTS / f"{name}.md").write_text(markdown(saved))
+        print(markdown(saved))
+        return
+    cases = QUICK if args.quick else {k: CASES[k] for k in (args.cases or CASES)}
+    repeats = args.repeats or (5 if args.device == "cuda" else 1)
+    try:
+        import onnxruntime  # noqa: F401
+
+        onnx = not args.no_onnx
+    except ImportError:
+        onnx = False
     from medunet.inference import cpu_has_native_bf16
 
-    results = {
-        "machine": f"{platform.machine()}, {mp.cpu_count()} cores",
+    if args.device == "cuda":
+        torch.set_num_threads(2)
+    results: dict[str, Any] = {
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"{platform.processor() or platform.machine()}, {mp.cpu_count()} cores",
         "torch": torch.__version__,
         "threads": 2,
-        "repeats": args.repeats,
-        "quick": args.quick,
-        "precision": {"fp32": "float32", "cl": "float32, channels-last", "bf16": "bfloat16 autocast, channels-last"}[
-            mode
-        ],
-        "native_bf16": cpu_has_native_bf16(),
-        "cases": {kind: benchmark(kind, args.quick, args.repeats) for kind in args.cases},
+        "cpu_native_bf16": cpu_has_native_bf16(),
+        "repeats": repeats,
+        "command": "python benchmarks/inference.py " + " ".join(a for a in __import__("sys").argv[1:]),
+        "cases": {},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = ("inference_quick" if args.quick else "inference") + {"fp32": "", "cl": "_cl", "bf16": "_bf16"}[mode]
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(_markdown(results))
-    print(_markdown(results))
+    start = time.perf_counter()
+    name = args.results or ("inference" if args.device == "cpu" else "inference_cuda") + (
+        "_quick" if args.quick else ""
+    )
+    for case, (shape, features) in cases.items():
+        results["cases"][case] = benchmark_case(
+            case, shape, features, args.device, repeats, onnx, int(args.whole_limit_gib * 2**30)
+        )
+        results["seconds"] = round(time.perf_counter() - start, 1)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+        (RESULTS / f"{name}.md").write_text(markdown(results))
+    print(markdown(results))
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ SPACING = (1.0, 1.0, 6.5)  # mm, the brain_tumour_mr bundle's ``spacing``
 def medunet_inferer() -> OverlapTileInferer:
     """medunet's exact overlap-tile inference of a whole study, float32: for prediction and for the batch-norm
     statistics alike, so that both see the same tiles."""
-    return OverlapTileInferer(output_tile=MEDUNET_INFER_TILE, amp=False)
+    return OverlapTileInferer(output_tile=MEDUNET_INFER_TILE)
 
 
 def load_studies(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

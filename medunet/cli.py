@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--model", help="a shipped model's name (see --list) or a bundle folder")
     segment.add_argument("--checkpoint", help="weights instead of the bundle's models/model.pt")
     segment.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the bundle's)")
+    segment.add_argument(
+        "--precision", choices=["float32", "bfloat16", "float16"],
+        help="inference preset (default float32, exact; bfloat16 on CUDA or a CPU with native bfloat16, float16 on CUDA)",
+    )  # fmt: skip
     segment.add_argument("--list", action="store_true", help="list the shipped models with their one-line summaries")
     segment.add_argument("--override", action="append", default=[], metavar="KEY=JSON", help="bundle config override")
     geometry = sub.add_parser("geometry", help="print the size arithmetic of a ValidUNet")
@@ -35,10 +39,23 @@ def _parser() -> argparse.ArgumentParser:
     geometry.add_argument("--depth", type=int, default=5)
     geometry.add_argument("--input", type=int, nargs="+", help="input shape to check / map to its output")
     geometry.add_argument("--output", type=int, nargs="+", help="output shape to find the smallest input for")
-    export = sub.add_parser("export", help="export a bundle checkpoint as a torch.export program (.pt2)")
-    export.add_argument("--config-file", required=True, help="the bundle's train.json (defines network_def)")
+    export = sub.add_parser(
+        "export",
+        help="export a bundle checkpoint as a torch.export program (.pt2), or with --onnx as one zip file (model.onnx "
+        "and pipeline.json) that `python -m medunet.runtime` runs without torch",
+    )
+    export.add_argument(
+        "--config-file",
+        required=True,
+        help="the bundle's train.json (defines network_def); with --onnx its inference.json",
+    )
     export.add_argument("--ckpt-path", required=True, help="checkpoint (.pt) written by training")
-    export_tile = export.add_mutually_exclusive_group(required=True)
+    export.add_argument(
+        "--onnx", action="store_true",
+        help="write the ONNX artefact: the network with dynamic spatial axes plus the bundle's tile, flips, intensity "
+        "preset and instance settings (the tile options are then optional: default the bundle's output_tile)",
+    )  # fmt: skip
+    export_tile = export.add_mutually_exclusive_group()
     export_tile.add_argument(
         "--input-tile", type=int, nargs="+", help="the program's input tile, a valid network input"
     )
@@ -46,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         "--output-tile", type=int, nargs="+", help="or its output tile, a size the network produces"
     )
     _renamed_flag(export, "--tile", "--input-tile (or --output-tile)")
-    export.add_argument("--output", required=True, help="where to write the .pt2 program")
+    export.add_argument("--output", required=True, help="where to write the .pt2 program (with --onnx: the .zip)")
     weights = sub.add_parser(
         "weights", help="write a checkpoint's model weights as a model file (e.g. a run's last epoch, in float16)"
     )
@@ -111,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     blockwise.add_argument(
         "--no-channels-last", action="store_true", help="tiles in the default memory format (channels-last is faster)"
     )
+    blockwise.add_argument(
+        "--precision", default="float32", choices=["float32", "bfloat16", "float16"],
+        help="inference preset (default float32, exact; bfloat16 on CUDA or a CPU with native bfloat16, float16 on CUDA)",
+    )  # fmt: skip
     blockwise.add_argument("--scheduler", help="address of a running dask scheduler instead of a local cluster")
     blockwise.add_argument("--memory-limit", help="per local worker, e.g. 2GiB (a worker above it is restarted)")
     blockwise.add_argument("--retries", type=int, default=2, help="times a failing block is retried")
@@ -265,6 +286,7 @@ def blockwise_settings(args: argparse.Namespace) -> dict[str, object]:
         "block_shape": args.block_shape, "chunks": args.chunks, "flip_axes": args.flip, "intensity_scale": args.scale,
         "intensity_offset": args.offset, "intensity_clip": args.clip, "workers": args.workers,
         "torch_threads": args.threads, "volume_device": args.device, "channels_last": not args.no_channels_last,
+        "precision": args.precision,
         "scheduler": args.scheduler, "memory_limit": args.memory_limit, "retries": args.retries,
         "overwrite": args.overwrite, "export_tiff": args.tiff,
     }  # fmt: skip
@@ -307,7 +329,11 @@ def _segment(args: argparse.Namespace) -> int:
                if not value]  # fmt: skip
     if missing:
         raise SystemExit(f"medunet segment: give {', '.join(missing)} (or --list to see the models)")
-    settings = {**({"device": args.device} if args.device else {}), **_overrides(args.override)}
+    settings = {
+        **({"device": args.device} if args.device else {}),
+        **({"precision": args.precision} if args.precision else {}),
+        **_overrides(args.override),
+    }
     try:
         report = segment(args.model, args.input, args.output, args.checkpoint, settings)
     except (ValueError, FileNotFoundError) as err:
@@ -353,10 +379,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"medunet weights: {err}") from None
         print(f"medunet weights: {written}")
         return 0
+    if args.command == "export" and args.onnx:
+        from medunet.export import export_bundle_onnx
+
+        if args.input_tile or args.output_tile:
+            raise SystemExit(
+                "medunet export: with --onnx the tile is the bundle's output_tile; leave out --input-tile / --output-tile"
+            )
+        try:
+            print(export_bundle_onnx(args.config_file, args.ckpt_path, args.output))
+        except (ValueError, FileNotFoundError) as err:
+            raise SystemExit(f"medunet export: {err}") from None
+        return 0
     if args.command == "export":
         from monai.bundle import ConfigParser
 
         from medunet.export import export_program
+
+        if not (args.input_tile or args.output_tile):
+            raise SystemExit("medunet export: give --input-tile or --output-tile (the program's fixed tile), or --onnx")
         from medunet.networks import ValidUNet, load_weights
 
         parser = ConfigParser()

@@ -6,6 +6,9 @@ bash scripts/setup.sh
 # MONAI Deploy App SDK in .venv-deploy for the deployment test (it skips, saying so, where the SDK does not install)
 [ -x .venv-deploy/bin/python ] && .venv-deploy/bin/python -c "import monai.deploy.core" 2>/dev/null \
     || bash scripts/setup_deploy.sh || echo "medunet test setup: MONAI Deploy App SDK not installed; its test will skip"
+# The torch-free runtime of the ONNX artefact in .venv-runtime (numpy, ONNX Runtime, SciPy, scikit-image only)
+[ -x .venv-runtime/bin/python ] && .venv-runtime/bin/python -c "import medunet.runtime, onnxruntime" 2>/dev/null \
+    || bash scripts/setup_runtime.sh || echo "medunet test setup: .venv-runtime not created; the torch-free runtime test will skip"
 # System tools for the DICOM SEG / PACS tests: Orthanc (+ DICOMweb plugin), dciodvfy (dicom3tools) and DCMTK's
 # clients (echoscu, storescu), which hospitals use to test a DICOM node.
 # Installed when running as root with apt; otherwise those tests skip and say what is missing.

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "transforms": 2,
     "export": 2,
     "handlers": 3,
+    "runtime": 3,
     "engines": 4,
     "apps": 5,
     "cli": 6,

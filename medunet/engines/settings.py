@@ -12,7 +12,7 @@ values, before any data is loaded or any network is built.
 How the converted values reach the rest of the config: MONAI resolves ``@amp`` from its resolver's cache of
 resolved items, and it offers no hook between reading the command line and resolving the config. So
 :func:`check_settings` resolves each setting (a literal or a default expression such as
-``$medunet.engines.amp_default(@device)``), converts it, and stores the converted value in that cache; every later
+``$medunet.engines.amp_default(@device, True)``), converts it, and stores the converted value in that cache; every later
 ``@amp`` gets the checked value. Called with no argument from a config, it finds the resolver running it on the
 call stack (as :func:`medunet.engines.bundle_root` finds the workflow); the ``medunet`` commands that parse a
 bundle call it with their parser.
@@ -35,7 +35,7 @@ from monai.bundle.reference_resolver import ReferenceResolver
 from medunet.data.datasets import DATASETS
 from medunet.engines.distributed import default_device
 from medunet.engines.run import check_checkpoint
-from medunet.inference.precision import cpu_has_native_bf16
+from medunet.inference.precision import cpu_has_native_bf16, precision_dtype
 from medunet.networks.geometry import UNetGeometry, normalize_pool_sizes
 from medunet.utils.enums import (
     InstanceSplit,
@@ -43,6 +43,7 @@ from medunet.utils.enums import (
     LabelRule,
     NormType,
     OptimizerName,
+    Precision,
     ProbabilityDtype,
     VolumeOutput,
     WeightsDtype,
@@ -362,6 +363,7 @@ SETTINGS: dict[str, Setting] = {
     # where it runs; first, because the default expressions of amp and channels_last read it
     "device": Setting(resolve_device, "device"),
     "amp": boolean(),
+    "precision": option(Precision),
     "channels_last": boolean(),
     # data and outputs
     "output_dir": Setting(_output_folder, "path"),
@@ -545,6 +547,11 @@ def _check_together(checked: dict[str, Any], errors: dict[str, str]) -> None:
         except ValueError as err:
             errors["volume_device"] = str(err)
     device = checked.get("device")
+    if checked.get("precision") is not None and isinstance(device, torch.device) and "precision" not in errors:
+        try:
+            precision_dtype(checked["precision"], device)
+        except ValueError as err:
+            errors["precision"] = str(err)
     if checked.get("amp") and isinstance(device, torch.device) and device.type == "cpu" and not cpu_has_native_bf16():
         logger.warning(
             "amp=True on a CPU without native bfloat16 (AVX512-BF16 / AMX): bfloat16 is emulated there and runs "

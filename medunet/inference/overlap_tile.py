@@ -25,10 +25,10 @@ from monai.inferers import Inferer
 from torch import nn
 
 from medunet.inference.cost import TileCostModel
-from medunet.inference.precision import amp_default, autocast_dtype, to_channels_last
+from medunet.inference.precision import precision_dtype, to_channels_last
 from medunet.inference.tiling import TilePlan, placement, plan_tiles
 from medunet.networks.geometry import UNetGeometry
-from medunet.utils.enums import OutputMode, PaddingMode, ProbabilityDtype, VolumeOutput, look_up
+from medunet.utils.enums import OutputMode, PaddingMode, Precision, ProbabilityDtype, VolumeOutput, look_up
 from medunet.utils.regions import extract_region
 from medunet.utils.values import as_bool
 
@@ -61,12 +61,12 @@ def _unwrap(network: Callable[..., torch.Tensor]) -> Any:
 @dataclass(frozen=True)
 class NetworkCall:
     """How the network is called for one inference: the network and its extra arguments, the device it runs on
-    (``sw_device``), the device its output tiles go to (``out_device``) and whether autocast is on."""
+    (``sw_device``), the device its output tiles go to (``out_device``) and the autocast type (None: float32)."""
 
     network: Callable[..., torch.Tensor]
     sw_device: torch.device
     out_device: torch.device
-    amp: bool
+    autocast: torch.dtype | None
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] | None = None
 
@@ -93,9 +93,10 @@ class OverlapTileInferer(Inferer):
         output: ``"logits"`` or ``"probabilities"`` (softmax over channels). With flip TTA, ``"probabilities"``
             averages the softmax over flips (nnU-Net v1's mirroring) and ``"logits"`` averages the logits
             (nnU-Net v2's).
-        amp: autocast, to float16 on CUDA and bfloat16 on the CPU (default: on for CUDA only, see
-            :mod:`medunet.inference.precision`). float32 (``amp=False``) is the exactness contract: only then
-            does the tiled result equal a whole-image pass up to float32 rounding.
+        precision: ``"float32"`` (default), ``"bfloat16"`` (CUDA, or a CPU with native bfloat16) or ``"float16"``
+            (CUDA), see :class:`~medunet.utils.enums.Precision`; a preset the device cannot run fast is refused
+            when the inferer runs (:func:`~medunet.inference.precision_dtype`). float32 is the exactness contract:
+            only then does the tiled result equal a whole-image pass up to float32 rounding.
         channels_last: hand the tiles to the network in channels-last memory format (convert the network
             with :func:`~medunet.inference.precision.to_channels_last` as well for the fast kernels).
         geometry: the network's :class:`UNetGeometry`; by default read from ``network.geometry``.
@@ -116,7 +117,7 @@ class OverlapTileInferer(Inferer):
         device: torch.device | str | None = None,
         progress: bool = False,
         output: str | OutputMode = OutputMode.LOGITS,
-        amp: bool | None = None,
+        precision: str | Precision = Precision.FLOAT32,
         geometry: UNetGeometry | None = None,
         channels_last: bool = False,
         output_tile: Sequence[int] | int | None = None,
@@ -143,7 +144,7 @@ class OverlapTileInferer(Inferer):
         self.device = None if device is None else torch.device(device)
         self.progress = progress
         self.output = look_up(output, OutputMode, "output")
-        self.amp = None if amp is None else as_bool(amp, "amp")
+        self.precision = look_up(precision, Precision, "precision")
         self.geometry = geometry
         self.channels_last = as_bool(channels_last, "channels_last")
 
@@ -164,16 +165,20 @@ class OverlapTileInferer(Inferer):
             return torch.device(given)
         return self.sw_device or torch.device("cpu")
 
-    def uses_amp(self, sw_device: torch.device) -> bool:
-        """Whether autocast is on for a network on ``sw_device`` (the ``amp`` argument, else the device's default)."""
-        return self.amp if self.amp is not None else amp_default(sw_device)
+    def autocast_type(self, sw_device: torch.device) -> torch.dtype | None:
+        """The autocast type of the precision preset for a network on ``sw_device`` (None: float32).
+
+        Raises:
+            ValueError: the device cannot run the preset fast (see :func:`~medunet.inference.precision_dtype`).
+        """
+        return precision_dtype(self.precision, sw_device)
 
     def plan(
         self, image_shape: Sequence[int], network: Callable[..., torch.Tensor], sw_device: torch.device | None = None
     ) -> TilePlan:
         """The tile plan this inferer uses for an image of spatial shape ``image_shape``.
 
-        The memory estimate counts 2 bytes per activation when AMP is on (float16 / bfloat16), 4 otherwise.
+        The memory estimate counts 2 bytes per activation under a bfloat16 / float16 preset, 4 otherwise.
         """
         device = self.network_device(sw_device)
         geometry, net = self.network_geometry(network)
@@ -186,8 +191,7 @@ class OverlapTileInferer(Inferer):
             tile = (tile,) * dims
         cost = None
         if getattr(net, "features", None) is not None:
-            dtype = autocast_dtype(device) if self.uses_amp(device) else torch.float32
-            cost = TileCostModel.for_network(net, dtype, geometry)
+            cost = TileCostModel.for_network(net, self.autocast_type(device) or torch.float32, geometry, device)
         budget = self.memory_budget
         if tile is None and budget is None and cost is not None:
             budget = _default_memory_budget(device)
@@ -209,7 +213,9 @@ class OverlapTileInferer(Inferer):
                 "differs from a whole-image pass (use norm=None or 'batch' for exact tiling)"
             )
         sw_device = self.network_device(self.sw_device or inputs.device)
-        call = NetworkCall(network, sw_device, self.device or inputs.device, self.uses_amp(sw_device), args, kwargs)
+        call = NetworkCall(
+            network, sw_device, self.device or inputs.device, self.autocast_type(sw_device), args, kwargs
+        )
         plan = self.plan(inputs.shape[2:], network, sw_device)
         logger.debug("overlap-tile plan: %s", plan)
         image = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
@@ -290,7 +296,9 @@ class OverlapTileInferer(Inferer):
             tiles = torch.stack([read(unit) for unit in chunk]).to(sw_device, non_blocking=non_blocking)
             if self.channels_last:
                 tiles = to_channels_last(tiles)
-            with torch.autocast(device_type=sw_device.type, dtype=autocast_dtype(sw_device), enabled=call.amp):
+            with torch.autocast(
+                device_type=sw_device.type, dtype=call.autocast or torch.float32, enabled=call.autocast is not None
+            ):
                 pred = call.network(tiles, *call.args, **(call.kwargs or {}))
             pred = pred.float().to(call.out_device)
             if self.output == OutputMode.PROBABILITIES:

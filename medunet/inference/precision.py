@@ -1,10 +1,12 @@
-"""Numerical precision and memory layout of a network pass: autocast and channels-last.
+"""Numerical precision and memory layout of a network pass: precision presets, autocast and channels-last.
 
-Mixed precision autocasts to float16 on CUDA and to bfloat16 on the CPU. bfloat16 only pays where the CPU
-has native bfloat16 instructions (AVX512-BF16 / AMX, which oneDNN uses); elsewhere PyTorch emulates it and
-a bfloat16 pass is many times slower than float32 (measured in ``benchmarks/precision.py``). So AMP is on by
-default on CUDA only; on the CPU it is a setting (``--amp true``), and :func:`cpu_has_native_bf16` says
-whether it can help. Channels-last memory format (NHWC / NDHWC) lets oneDNN and cuDNN use their fastest
+Inference runs in one of three presets (:class:`~medunet.utils.enums.Precision`): ``float32``, the default and the
+exactness contract (tiled equals whole up to float32 rounding); ``bfloat16``, on CUDA or on a CPU with native
+bfloat16 instructions (AVX512-BF16 / AMX, which oneDNN uses); ``float16``, on CUDA. Elsewhere PyTorch emulates
+bfloat16 and a pass is many times slower than float32 (measured in ``benchmarks/precision.py``), so
+:func:`precision_dtype` refuses the preset there rather than running slowly. Training's mixed precision (the
+bundles' ``amp`` setting) autocasts to float16 on CUDA and to bfloat16 on a native CPU, and is on by default
+there (:func:`amp_default`). Channels-last memory format (NHWC / NDHWC) lets oneDNN and cuDNN use their fastest
 convolution kernels; it changes no result beyond float rounding.
 """
 
@@ -19,14 +21,17 @@ import torch
 from monai.inferers import Inferer
 from torch import nn
 
+from medunet.utils.enums import Precision, look_up
 from medunet.utils.values import as_bool
 
 __all__ = [
     "AutocastInferer",
     "amp_default",
+    "amp_precision",
     "autocast_dtype",
     "channels_last_default",
     "cpu_has_native_bf16",
+    "precision_dtype",
     "to_channels_last",
 ]
 
@@ -43,13 +48,61 @@ def cpu_has_native_bf16() -> bool:
 
 
 def amp_default(device: torch.device | str, training: bool = False) -> bool:
-    """Mixed precision by default: on CUDA (float16), and for training on a CPU with native bfloat16 (AVX512-BF16 /
-    AMX; measured faster there with the same validation accuracy, ``benchmarks/results/precision.md``). Inference
-    on the CPU stays float32 unless asked for: float32 is the overlap-tile inferer's exactness contract, and
-    without native bfloat16 autocast is many times slower. The inferer's default and the bundles' ``amp``
-    setting (``amp_default(@device, True)`` in ``train.json``)."""
+    """Mixed precision by default for training: on CUDA (float16) and on a CPU with native bfloat16 (AVX512-BF16 /
+    AMX; measured faster there with the same validation accuracy, ``benchmarks/results/precision.md``): the
+    bundles' ``amp`` setting (``amp_default(@device, True)`` in ``train.json``). Inference is float32 on every
+    device unless a preset asks otherwise (``training=False`` gives False): float32 is the overlap-tile inferer's
+    exactness contract."""
     kind = torch.device(device).type
-    return kind == "cuda" or (training and kind == "cpu" and cpu_has_native_bf16())
+    return training and (kind == "cuda" or (kind == "cpu" and cpu_has_native_bf16()))
+
+
+def precision_dtype(precision: str | Precision, device: torch.device | str) -> torch.dtype | None:
+    """The autocast type of an inference preset on ``device``: None for ``float32`` (no autocast), else
+    ``torch.bfloat16`` or ``torch.float16``.
+
+    Raises:
+        ValueError: an unknown preset, or one the device cannot run fast: ``bfloat16`` on a CPU without native
+            bfloat16 (emulated there, many times slower than float32) or on a CUDA GPU without it (before
+            Ampere), ``float16`` anywhere but CUDA. The message names the preset and what to use instead.
+    """
+    preset = look_up(precision, Precision, "precision")
+    kind = torch.device(device).type
+    if preset == Precision.FLOAT32:
+        return None
+    if preset == Precision.BFLOAT16:
+        if kind == "cpu" and not cpu_has_native_bf16():
+            raise ValueError(
+                "precision='bfloat16' needs a CPU with native bfloat16 (AVX512-BF16 or AMX); this CPU has neither, "
+                "so PyTorch would emulate it, many times slower than float32 (benchmarks/results/precision.md). Use "
+                "precision='float32' (the default) here, or run on such a CPU or on a CUDA GPU"
+            )
+        if kind == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(
+                "precision='bfloat16' needs a CUDA GPU with bfloat16 (Ampere or newer); use precision='float16' "
+                "or 'float32' on this GPU"
+            )
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"precision='bfloat16' runs on the CPU or CUDA, not on {kind!r}; use 'float32'")
+        return torch.bfloat16
+    if kind != "cuda":
+        raise ValueError(
+            f"precision='float16' runs on CUDA GPUs only (the device here is {kind!r}); on a CPU use 'bfloat16' "
+            "(where the CPU has native bfloat16) or 'float32' (the default)"
+        )
+    return torch.float16
+
+
+def amp_precision(amp: bool, device: torch.device | str) -> Precision:
+    """The inference preset of validation during training with ``amp`` on ``device``: the device's autocast type
+    where it runs fast (CUDA: float16; a CPU with native bfloat16: bfloat16), else ``float32`` (no AMP, or a CPU
+    that would emulate bfloat16: training was warned about, validation need not be slow too)."""
+    if not as_bool(amp, "amp"):
+        return Precision.FLOAT32
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return Precision.FLOAT16
+    return Precision.BFLOAT16 if kind == "cpu" and cpu_has_native_bf16() else Precision.FLOAT32
 
 
 def autocast_dtype(device: torch.device | str) -> torch.dtype:

@@ -66,7 +66,7 @@ def predict_region(
         raise ValueError(f"region start {start}, size {size} is not inside the image of shape {shape}")
     device = inferer.network_device(sw_device)
     plan = plan or inferer.plan(shape, network, device)
-    call = NetworkCall(network, device, torch.device("cpu"), inferer.uses_amp(device))
+    call = NetworkCall(network, device, torch.device("cpu"), inferer.autocast_type(device))
     to_float = transform or (lambda block: block.astype(np.float32))
 
     def flipped(flip: tuple[int, ...]) -> torch.Tensor:

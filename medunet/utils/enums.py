@@ -21,6 +21,7 @@ __all__ = [
     "OptimizerName",
     "OutputMode",
     "PaddingMode",
+    "Precision",
     "ProbabilityDtype",
     "QueryLevel",
     "RetrieveMethod",
@@ -84,6 +85,16 @@ class VolumeOutput(StrEnum):
     LABELS = "labels"
     PROBABILITIES = "probabilities"
     LOGITS = "logits"
+
+
+class Precision(StrEnum):
+    """The arithmetic of an inference pass: ``float32`` (the default and the exactness contract: tiled equals whole
+    up to float32 rounding), ``bfloat16`` (CUDA, or a CPU with native bfloat16: AVX512-BF16 / AMX) or ``float16``
+    (CUDA); the last two autocast the network and are opt-in "fast" modes."""
+
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
 
 
 class ProbabilityDtype(StrEnum):

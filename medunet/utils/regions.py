@@ -13,16 +13,18 @@ tile would copy it for every tile.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
 
 from medunet.utils.enums import PaddingMode, look_up
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = ["extension_indices", "extract_region", "read_region"]
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 
 
 def extension_indices(
@@ -75,7 +77,7 @@ def extract_region(
             f"start {tuple(start)} and size {tuple(size)} must have one entry per spatial axis of an array of "
             f"shape {tuple(array.shape)} (channel first)"
         )
-    is_tensor = isinstance(array, torch.Tensor)
+    is_tensor = not isinstance(array, np.ndarray)  # a torch tensor (imported only then: medunet.runtime has none)
     out: Any = array  # the same type as ``array`` throughout; mypy cannot follow the branch on it
     mask = None
     for axis, (s, n, dim) in enumerate(zip(start, size, spatial)):
@@ -86,6 +88,8 @@ def extract_region(
             continue
         idx, inside = extension_indices(np.arange(s, s + n), dim, mode)
         if is_tensor:
+            import torch
+
             out = out.index_select(axis + 1, torch.as_tensor(idx, device=array.device))
         else:
             out = np.take(out, idx, axis=axis + 1)
@@ -95,7 +99,7 @@ def extract_region(
             axis_mask = inside.reshape(shape)
             mask = axis_mask if mask is None else mask & axis_mask
     if mask is not None:
-        out = out * (torch.as_tensor(mask, device=out.device) if is_tensor else mask)
+        out = out * (out.new_tensor(mask) if is_tensor else mask)
     return out
 
 

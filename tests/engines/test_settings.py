@@ -4,6 +4,7 @@ what people write and refuses the rest with a message naming the setting, the va
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -263,15 +264,36 @@ def test_tiles_and_axes_are_checked_against_the_network(overrides: dict, message
         check_settings(parser)
 
 
-def test_checked_values_reach_every_reference(tmp_path: Path) -> None:
+def test_checked_values_reach_every_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import medunet.inference.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)  # the preset is allowed, whatever this CPU has
     parser = _parser(
-        "bundles/unet2d/configs/inference.json", **_usable(tmp_path), amp="true", channels_last="no", device="auto"
-    )
+        "bundles/unet2d/configs/inference.json", **_usable(tmp_path), precision="BFloat16", channels_last="no",
+        device="auto",
+    )  # fmt: skip
     check_settings(parser)
     inferer = parser.get_parsed_content("inferer")
-    assert inferer.amp is True
+    assert inferer.precision == "bfloat16"
     assert inferer.channels_last is False
     assert parser.get_parsed_content("device") == resolve_device("auto")
+
+
+def test_a_precision_the_device_cannot_run_fast_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import medunet.inference.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    for value, message in [
+        ("bfloat16", "--precision: precision='bfloat16' needs a CPU with native bfloat16"),
+        ("float16", "--precision: precision='float16' runs on CUDA GPUs only"),
+        (
+            "double",
+            "--precision: precision='double' is not supported; valid options are 'float32', 'bfloat16', 'float16'",
+        ),
+    ]:
+        parser = _parser("bundles/nuclei/configs/inference.json", **_usable(tmp_path), precision=value, device="cpu")
+        with pytest.raises(SettingsError, match=re.escape(message)):
+            check_settings(parser)
 
 
 def test_settings_the_run_does_not_read_are_left_unchecked(tmp_path: Path) -> None:

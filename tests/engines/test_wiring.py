@@ -14,7 +14,8 @@ from medunet.engines import active, amp_default, image_meta, run_name, saved_lab
 
 def test_amp_on_cuda_and_for_training_on_a_native_bf16_cpu() -> None:
     assert amp_default("cpu") is False
-    assert amp_default(torch.device("cuda:1")) is True
+    assert amp_default(torch.device("cuda:1")) is False  # inference: float32 unless a preset asks
+    assert amp_default(torch.device("cuda:1"), True) is True
     assert amp_default("cpu", True) is medunet.inference.cpu_has_native_bf16()
 
 

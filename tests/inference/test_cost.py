@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from medunet.inference import TileCostModel
-from medunet.inference.cost import ALLOCATOR_SLACK, BACKEND_COPIES
+from medunet.inference.cost import BACKEND_MEMORY
 from medunet.networks import UNetGeometry, ValidUNet
 
 
@@ -62,12 +62,21 @@ def test_peak_bytes_follow_dtype_batch_and_tile() -> None:
     tile = (572, 572)
     assert fp32.bytes_per_value == 4
     assert fp16.bytes_per_value == 2
-    assert abs(fp16.peak_bytes(tile) - fp32.peak_bytes(tile) / 2) <= 1
-    assert abs(fp32.peak_bytes(tile, batch_size=3) - 3 * fp32.peak_bytes(tile)) <= 3
+    fixed = BACKEND_MEMORY["cpu", 2][1]
+    assert abs((fp16.peak_bytes(tile) - fixed) - (fp32.peak_bytes(tile) - fixed) / 2) <= 1
+    assert abs((fp32.peak_bytes(tile, batch_size=3) - fixed) - 3 * (fp32.peak_bytes(tile) - fixed)) <= 3
     assert fp32.peak_bytes((700, 700)) > fp32.peak_bytes(tile)
-    # the first feature map pair alone, times the named constants, bounds the estimate from below
-    first_pair = (570 * 570 + 568 * 568) * 16
-    assert fp32.peak_bytes(tile) >= ALLOCATOR_SLACK * BACKEND_COPIES * first_pair * 4
+    # the input and the first block's two feature maps are alive together (the block's input is held by the caller)
+    first_block = 572 * 572 + (570 * 570 + 568 * 568) * 16
+    assert fp32.live_values(tile) >= first_block
+    assert fp32.live_values(tile) < 3 * first_block  # the first level dominates in 2D: skips below it are small
+    factor, fixed = BACKEND_MEMORY["cpu", 2]
+    assert fp32.peak_bytes(tile) == int(factor * fp32.live_values(tile) * 4) + fixed
+    cuda = TileCostModel.for_network(net, device="cuda:0")
+    assert cuda.backend == "cuda"
+    assert cuda.live_values(tile) == fp32.live_values(tile)
+    with pytest.raises(ValueError, match="backend='tpu' has no fitted memory model"):
+        TileCostModel(net.geometry, net.features, backend="tpu")
 
 
 def test_model_rejects_inconsistent_settings() -> None:
@@ -76,3 +85,22 @@ def test_model_rejects_inconsistent_settings() -> None:
         TileCostModel(geometry, (8, 16))
     with pytest.raises(ValueError, match="bytes_per_value"):
         TileCostModel(geometry, (8, 16, 32), bytes_per_value=0)
+
+
+def test_cpu_column_buffer_of_pytorchs_native_convolution() -> None:
+    """On the CPU a convolution whose N * C * (first two spatial sizes) is at most 20480 runs PyTorch's native
+    kernel, which unfolds its input (27 values per input channel and output voxel in 3D); oneDNN does not."""
+    import torch
+
+    net = ValidUNet(3, 1, 2, features=(8, 16, 32, 64))
+    cpu, cuda = TileCostModel.for_network(net), TileCostModel.for_network(net, device="cuda")
+    small, large = (92, 92, 92), (156, 156, 156)
+    probe = torch.empty(1, 1, *small).contiguous(memory_format=torch.channels_last_3d)
+    weight = torch.empty(8, 1, 3, 3, 3).contiguous(memory_format=torch.channels_last_3d)
+    args = (None, [1, 1, 1], [0, 0, 0], [1, 1, 1], False, [0, 0, 0], 1, None)
+    assert "Slow3d" in str(torch._C._select_conv_backend(probe, weight, *args))  # the rule the model follows
+    first_conv = 3 * 92**3 // 3 + 8 * 90**3 + 27 * 90**3  # the tile, its output and the columns
+    assert cpu.live_values(small) >= first_conv
+    assert cpu.live_values(small) - cuda.live_values(small) > 8 * 90**3  # the columns dominate this tile
+    assert cpu.live_values(large) == cuda.live_values(large)  # 156 * 156 > 20480: oneDNN, no columns
+    assert cpu.live_values(small, batch_size=2) == cuda.live_values(small, batch_size=2)  # N = 2: oneDNN

@@ -219,7 +219,7 @@ def test_bad_arguments_are_clear_errors() -> None:
 def test_tiles_on_cuda_stitched_on_cpu() -> None:
     net = make_net(2, (2, 4, 8)).to("cuda")
     image = torch.randn(1, 1, 120, 90)
-    out = OverlapTileInferer(sw_device="cuda", device="cpu", amp=False)(image, net)
+    out = OverlapTileInferer(sw_device="cuda", device="cpu")(image, net)
     assert out.device.type == "cpu"
     reference = OverlapTileInferer()(image.cuda(), net).cpu()
     assert float((out - reference).abs().max()) <= 1e-4
@@ -233,14 +233,20 @@ def test_progress_bar_and_separate_stitching_device(capsys: pytest.CaptureFixtur
     assert "overlap-tile" in capsys.readouterr().err
 
 
-def test_amp_plans_with_two_bytes_per_value() -> None:
-    """Under AMP every activation takes 2 bytes, so a budget fits larger tiles than in float32."""
+def test_half_precision_plans_with_two_bytes_per_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a bfloat16 / float16 preset every activation takes 2 bytes, so a budget fits larger tiles."""
+    import medunet.inference.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)  # the plan, whatever this CPU has
     net = make_net(2, (16, 32, 64, 128, 256))
     budget = 200 * 1024**2
-    plain = OverlapTileInferer(memory_budget=budget, amp=False).plan((2048, 2048), net)
-    halved = OverlapTileInferer(memory_budget=budget, amp=True).plan((2048, 2048), net)
+    plain = OverlapTileInferer(memory_budget=budget).plan((2048, 2048), net)
+    halved = OverlapTileInferer(memory_budget=budget, precision="bfloat16").plan((2048, 2048), net)
     assert halved.num_tiles < plain.num_tiles
     assert np.prod(halved.input_tile) > np.prod(plain.input_tile)
+    cuda = torch.device("cuda")
+    on_cuda = OverlapTileInferer(memory_budget=budget, precision="float16").plan((2048, 2048), net, cuda)
+    assert on_cuda.num_tiles < OverlapTileInferer(memory_budget=budget).plan((2048, 2048), net, cuda).num_tiles
 
 
 @pytest.mark.parametrize("classes", [1, 2, 5, 300])

@@ -5,9 +5,11 @@ from medunet.inference import (
     AutocastInferer,
     OverlapTileInferer,
     amp_default,
+    amp_precision,
     autocast_dtype,
     channels_last_default,
     cpu_has_native_bf16,
+    precision_dtype,
     to_channels_last,
 )
 from medunet.networks import ValidUNet
@@ -21,8 +23,8 @@ def small_net(dims: int = 2) -> ValidUNet:
 def test_defaults() -> None:
     assert autocast_dtype("cpu") == torch.bfloat16
     assert autocast_dtype(torch.device("cuda:0")) == torch.float16
-    assert amp_default("cpu") is False, "CPU inference stays float32 (the exactness contract)"
-    assert amp_default("cuda") is True
+    assert amp_default("cpu") is False, "inference stays float32 (the exactness contract)"
+    assert amp_default("cuda") is False, "inference stays float32 on CUDA too: float16 is an opt-in preset"
     assert amp_default("cuda", training=True) is True
     assert amp_default("cpu", training=True) is cpu_has_native_bf16(), "bfloat16 training only where it is native"
 
@@ -75,17 +77,61 @@ def test_bfloat16_autocast_trains_and_stays_close() -> None:
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in net.parameters())
 
 
-def test_overlap_tile_inferer_with_channels_last_and_bfloat16() -> None:
+def simulate_native_bf16(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    """The CPU capability check answers ``native`` (this machine's CPU may have bfloat16 or not)."""
+    import medunet.inference.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+
+
+def test_overlap_tile_inferer_with_channels_last_and_bfloat16(monkeypatch: pytest.MonkeyPatch) -> None:
+    simulate_native_bf16(monkeypatch, True)  # the preset's result, wherever this runs (emulated: slow but equal)
     net = to_channels_last(small_net())
     x = torch.randn(1, 1, 90, 70)
     whole = OverlapTileInferer(input_tile=(-1, -1))(x, net)
     tiled = OverlapTileInferer(input_tile=(76, 76), channels_last=True)(x, net)
     torch.testing.assert_close(tiled, whole, rtol=1e-5, atol=1e-5)  # float32: the exactness contract holds
-    bf16 = OverlapTileInferer(input_tile=(76, 76), amp=True, channels_last=True)(x, net)
+    seen: list[torch.dtype] = []
+    hook = net.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    bf16 = OverlapTileInferer(input_tile=(76, 76), precision="bfloat16", channels_last=True)(x, net)
+    hook.remove()
+    assert set(seen) == {torch.bfloat16}
     assert bf16.dtype == torch.float32
     assert bf16.shape == whole.shape
     assert (bf16 - whole).abs().max() < 0.05 * whole.abs().max()
-    assert OverlapTileInferer(amp=True).plan((90, 70), net).input_tile  # plans with 2-byte activations
+    fp32_plan = OverlapTileInferer(memory_budget=2**24).plan((900, 700), net)
+    bf16_plan = OverlapTileInferer(memory_budget=2**24, precision="bfloat16").plan((900, 700), net)
+    assert bf16_plan.num_tiles < fp32_plan.num_tiles  # 2-byte activations: larger tiles fit the same budget
+
+
+def test_bfloat16_preset_is_refused_on_a_cpu_without_native_bfloat16(monkeypatch: pytest.MonkeyPatch) -> None:
+    simulate_native_bf16(monkeypatch, False)
+    message = r"precision='bfloat16' needs a CPU with native bfloat16 \(AVX512-BF16 or AMX\); this CPU has neither"
+    with pytest.raises(ValueError, match=message):
+        precision_dtype("bfloat16", "cpu")
+    net = small_net()
+    calls: list[int] = []
+    net.register_forward_hook(lambda *_: calls.append(1))
+    with pytest.raises(ValueError, match=message):
+        OverlapTileInferer(input_tile=(76, 76), precision="bfloat16")(torch.randn(1, 1, 90, 70), net)
+    assert not calls, "refused before any pass"
+    simulate_native_bf16(monkeypatch, True)
+    assert precision_dtype("bfloat16", "cpu") == torch.bfloat16
+
+
+def test_precision_presets_name_what_each_device_can_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert precision_dtype("float32", "cpu") is None
+    assert precision_dtype("FLOAT32", torch.device("cuda:0")) is None
+    assert precision_dtype("float16", "cuda") == torch.float16
+    with pytest.raises(ValueError, match=r"precision='float16' runs on CUDA GPUs only .* on a CPU use 'bfloat16'"):
+        precision_dtype("float16", "cpu")
+    with pytest.raises(ValueError, match=r"precision='half' is not supported; valid options are 'float32', 'bfloat16'"):
+        OverlapTileInferer(precision="half")
+    for native in (True, False):
+        simulate_native_bf16(monkeypatch, native)
+        assert amp_precision(False, "cpu") == "float32"
+        assert amp_precision(True, "cpu") == ("bfloat16" if native else "float32")
+        assert amp_precision("true", "cuda") == "float16"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -93,3 +139,17 @@ def test_autocast_on_cuda_uses_float16() -> None:
     net = small_net().cuda()
     out = AutocastInferer(amp=True)(torch.randn(1, 1, 60, 60, device="cuda"), net)
     assert out.dtype == torch.float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_fast_presets_on_cuda_autocast_and_stay_close(precision: str) -> None:
+    net = small_net().cuda()
+    x = torch.randn(1, 1, 90, 70, device="cuda")
+    whole = OverlapTileInferer(input_tile=(-1, -1))(x, net)
+    seen: list[torch.dtype] = []
+    net.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    fast = OverlapTileInferer(input_tile=(76, 76), precision=precision)(x, net)
+    assert set(seen) == {getattr(torch, precision)}
+    assert fast.dtype == torch.float32
+    assert (fast - whole).abs().max() < 0.05 * whole.abs().max()

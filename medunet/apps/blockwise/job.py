@@ -15,7 +15,7 @@ from medunet.inference import BlockGrid, OverlapTileInferer, TilePlan
 from medunet.io.segmentation_volume import STATE
 from medunet.io.volumes import Volume, VolumeError
 from medunet.networks.geometry import UNetGeometry
-from medunet.utils.enums import PaddingMode, ProbabilityDtype, VolumeOutput, look_up
+from medunet.utils.enums import PaddingMode, Precision, ProbabilityDtype, VolumeOutput, look_up
 
 __all__ = [
     "BlockPlan",
@@ -55,6 +55,8 @@ class BlockwiseJob:
             measured 1.8x faster in 3D on the CPU, ``benchmarks/results/inference_cl.md``). The result is the
             in-memory inferer's with the same setting, bit for bit; between the two formats it differs by float32
             rounding only.
+        precision: the inference preset, as for :class:`OverlapTileInferer` (``"float32"``, the default, is
+            the exactness contract).
     """
 
     input: str
@@ -75,12 +77,14 @@ class BlockwiseJob:
     torch_threads: int | None = None
     device: str = "auto"
     channels_last: bool = True
+    precision: str = Precision.FLOAT32.value
 
     def inferer(self) -> OverlapTileInferer:
         output = "probabilities" if self.output_mode == VolumeOutput.PROBABILITIES else "logits"
         return OverlapTileInferer(
             input_tile=self.input_tile, output_tile=None if self.input_tile else self.output_tile, flip_axes=self.flip_axes,
-            padding_mode=self.padding_mode, output=output, amp=False, channels_last=self.channels_last,
+            padding_mode=self.padding_mode, output=output, precision=self.precision,
+            channels_last=self.channels_last,
         )  # fmt: skip
 
     def intensity(self, block: np.ndarray) -> np.ndarray:
