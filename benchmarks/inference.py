@@ -388,7 +388,34 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"- {case} ({r['valid_over_padded_flops']:.2f}x the padded net's FLOPs for one whole pass): {text}"
         )
+    lines += _goals(results["cases"])
     return "\n".join(lines) + "\n"
+
+
+def _goals(cases: dict[str, Any]) -> list[str]:
+    """The goals of this benchmark, each with what this run measured (met or missed, and by how much)."""
+    checks = [
+        ("2d_2048", "medunet_tiled_over_monai_sw0.5", ">=", 3.0, "2D 2048x2048: medunet >= 3x MONAI at overlap 0.5"),
+        ("3d_ct", "medunet_tiled_over_monai_sw0.25", ">=", 1.0, "3D 512x512x300: medunet >= 1x MONAI at overlap 0.25"),
+        ("3d_mr", "tiled_over_whole_time", "<=", 1.10, "3D 256x256x128: tiled / whole time <= 1.10 (float32)"),
+    ]
+    lines = ["", "Goals (same precision, this run):", ""]
+    for case, key, relation, goal, text in checks:
+        value = cases.get(case, {}).get("ratios", {}).get(key)
+        if value is None:
+            lines.append(f"- {text}: not measured in this run")
+            continue
+        met = value >= goal if relation == ">=" else value <= goal
+        lines.append(f"- {text}: {value:.2f}, " + ("met" if met else f"missed by {abs(goal - value):.2f}"))
+    whole = cases.get("2d_2048", {}).get("methods", {})
+    if "monai_whole" in whole and "medunet" in whole and "monai_sw0.5_float32" in whole:
+        own = whole["monai_sw0.5_float32"]["seconds"] / whole["monai_whole"]["seconds"]
+        margin = whole["medunet"]["seconds"] / whole["monai_whole"]["seconds"]
+        lines.append(
+            f"  (bound: MONAI's overlap 0.5 costs {own:.2f}x its own whole pass and medunet's whole pass {margin:.2f}x "
+            f"the padded one, so the ratio cannot pass about {own / margin:.2f}x without faster convolutions)"
+        )
+    return lines
 
 
 def main() -> None:
