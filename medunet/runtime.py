@@ -25,7 +25,6 @@ or ``python -m medunet.runtime nuclei.zip INPUT OUTPUT_DIR`` for a file, a folde
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import zipfile
@@ -36,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from medunet.inference.tiling import TilePlan, placement, plan_tiles
+from medunet.inference.tiling import TilePlan, flip_subsets, placement, plan_tiles
 from medunet.networks.geometry import UNetGeometry
 from medunet.transforms.functional.instances import instances_from_prediction
 from medunet.utils.enums import IntensityPreset, OutputMode, look_up
@@ -196,7 +195,7 @@ class Pipeline:
         image = np.asarray(image, dtype=np.float32)
         plan = self.plan(image.shape[1:])
         flips = self.settings["flip_axes"]
-        subsets = [s for k in range(len(flips) + 1) for s in itertools.combinations(flips, k)]
+        subsets = flip_subsets(flips)
         result: np.ndarray | None = None
         for flip in subsets:
             axes = tuple(a + 1 for a in flip)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
         to_channels_last,
     )
     from medunet.inference.streaming import predict_region, predict_to
-    from medunet.inference.tiling import BlockGrid, TilePlan, placement, plan_axis_starts, plan_tiles
+    from medunet.inference.tiling import BlockGrid, TilePlan, flip_subsets, placement, plan_axis_starts, plan_tiles
 
 __all__ = [
     "AutocastInferer",
@@ -37,6 +37,7 @@ __all__ = [
     "channel_argmax",
     "channels_last_default",
     "cpu_has_native_bf16",
+    "flip_subsets",
     "placement",
     "plan_axis_starts",
     "plan_tiles",
@@ -68,6 +69,7 @@ __getattr__ = lazy_exports(
         "predict_region": "medunet.inference.streaming",
         "predict_to": "medunet.inference.streaming",
         "BlockGrid": "medunet.inference.tiling",
+        "flip_subsets": "medunet.inference.tiling",
         "TilePlan": "medunet.inference.tiling",
         "placement": "medunet.inference.tiling",
         "plan_axis_starts": "medunet.inference.tiling",

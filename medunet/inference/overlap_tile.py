@@ -11,7 +11,6 @@ and average flips with :meth:`OverlapTileInferer.over_flips`.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +25,7 @@ from torch import nn
 
 from medunet.inference.cost import TileCostModel
 from medunet.inference.precision import precision_dtype, to_channels_last
-from medunet.inference.tiling import TilePlan, placement, plan_tiles
+from medunet.inference.tiling import TilePlan, flip_subsets, placement, plan_tiles
 from medunet.networks.geometry import UNetGeometry
 from medunet.utils.enums import OutputMode, PaddingMode, Precision, ProbabilityDtype, VolumeOutput, look_up
 from medunet.utils.regions import extract_region
@@ -236,11 +235,7 @@ class OverlapTileInferer(Inferer):
     def over_flips(self, predict: Callable[[tuple[int, ...]], torch.Tensor]) -> torch.Tensor:
         """Flip test-time augmentation: the mean of ``predict(flip)`` over every subset of ``flip_axes`` (spatial
         axes; the empty one, no flip, first), where ``predict`` returns its result in the unflipped orientation."""
-        subsets = [
-            tuple(subset)
-            for k in range(len(self.flip_axes) + 1)
-            for subset in itertools.combinations(self.flip_axes, k)
-        ]
+        subsets = flip_subsets(self.flip_axes)
         result = predict(subsets[0])
         for flip in subsets[1:]:
             result.add_(predict(flip))

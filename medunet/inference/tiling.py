@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from medunet.inference.cost import TileCostModel
 from medunet.networks.geometry import UNetGeometry
 
-__all__ = ["BlockGrid", "TilePlan", "placement", "plan_axis_starts", "plan_tiles"]
+__all__ = ["BlockGrid", "TilePlan", "flip_subsets", "placement", "plan_axis_starts", "plan_tiles"]
 
 
 def plan_axis_starts(image_size: int, output_tile: int, stride: int) -> list[int]:
@@ -110,6 +110,12 @@ class TilePlan:
         low = tuple(st[0] - m for st, m in zip(starts, self.margin))
         high = tuple(st[-1] - m + t for st, m, t in zip(starts, self.margin, self.input_tile))
         return low, high
+
+
+def flip_subsets(flip_axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every subset of ``flip_axes`` (the flips of flip test-time augmentation), the empty one (no flip) first;
+    the torch inferer and :mod:`medunet.runtime` average their predictions over these, in this order."""
+    return [subset for k in range(len(flip_axes) + 1) for subset in itertools.combinations(flip_axes, k)]
 
 
 def placement(

@@ -103,3 +103,11 @@ def test_default_block_is_one_tile_on_the_grid() -> None:
     plan = plan_tiles(geo, (300, 100), input_tile=(124, 124))
     assert (plan.output_tile, plan.stride) == ((36, 36), (8, 8))
     assert plan.default_block_shape() == (32, 32)  # the output tile rounded down to the stride
+
+
+def test_flip_subsets_start_with_no_flip_and_cover_every_combination() -> None:
+    from medunet.inference.tiling import flip_subsets
+
+    assert flip_subsets(()) == [()]
+    assert flip_subsets((0, 2)) == [(), (0,), (2,), (0, 2)]
+    assert len(flip_subsets((0, 1, 2))) == 8
