@@ -276,7 +276,7 @@ def _child(args: tuple[Any, ...], queue: Any) -> None:
         queue.put({"method": args[0], "precision": args[1], "error": f"{type(err).__name__}: {err}"})
 
 
-def measure(method: str, precision: str, case: str, shape: tuple[int, ...], features: tuple[int, ...], device: str,
+def measure(method: str, precision: str, shape: tuple[int, ...], features: tuple[int, ...], device: str,
             repeats: int) -> dict[str, Any]:  # fmt: skip
     if device == "cuda":
         try:
@@ -313,7 +313,7 @@ def benchmark_case(case: str, shape: tuple[int, ...], features: tuple[int, ...],
         if method == "monai_whole" and device == "cpu" and cost.peak_bytes(whole_tile) > whole_limit:
             methods[method] = {"skipped": f"the whole pass would exceed {whole_limit / 2**30:.0f} GiB (estimated)"}
             continue
-        entry = measure(method, precision, case, shape, features, device, repeats)
+        entry = measure(method, precision, shape, features, device, repeats)
         if "output" in entry:
             outputs[method] = entry.pop("output")
             entry["output_voxels_per_second"] = round(voxels / entry["seconds"], 1)

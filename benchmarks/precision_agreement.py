@@ -30,7 +30,6 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 MODELS = ("nuclei", "em_membranes")
-INSTANCE_KEYS = ("split", "min_size", "seed_threshold", "seed_height", "seed_min_size", "fill")
 
 
 def settings(model: str) -> dict[str, Any]:
@@ -83,6 +82,7 @@ def presets(device: torch.device) -> list[str]:
 
 
 def measure(folder: Path, device: torch.device) -> dict[str, Any]:
+    from medunet.export import INSTANCE_SETTINGS
     from medunet.inference import OverlapTileInferer, to_channels_last
     from medunet.metrics import instance_scores
     from medunet.networks import ValidUNet, load_weights
@@ -96,7 +96,7 @@ def measure(folder: Path, device: torch.device) -> dict[str, Any]:
         net = ValidUNet(s["spatial_dims"], s["in_channels"], s["num_classes"], features=s["features"],
                         dropout=s["dropout"], norm=s["norm"], pool_sizes=s["pool_sizes"])  # fmt: skip
         net = to_channels_last(load_weights(net, REPO / "bundles" / model / "models" / "model.pt").eval().to(device))
-        instance = {k: s[f"instance_{k}"] for k in INSTANCE_KEYS if f"instance_{k}" in s}
+        instance = {k: s[f"instance_{k}"] for k in INSTANCE_SETTINGS if f"instance_{k}" in s}
         rows: dict[str, dict[str, list[float]]] = {p: {} for p in presets(device)}
         seconds: dict[str, float] = dict.fromkeys(rows, 0.0)
         for i, _ in enumerate(names[model]):

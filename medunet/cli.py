@@ -10,9 +10,14 @@ import json
 import logging
 from collections.abc import Sequence
 
-from medunet.utils.enums import LabelRule, ProbabilityDtype, RetrieveMethod, VolumeOutput, option_values
+from medunet.utils.enums import LabelRule, Precision, ProbabilityDtype, RetrieveMethod, VolumeOutput, option_values
 
 __all__ = ["blockwise_settings", "main", "parse_args"]
+
+
+PRECISION_HELP = (
+    "inference preset (default float32, exact; bfloat16 on CUDA or a CPU with native bfloat16, float16 on CUDA)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,10 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--model", help="a shipped model's name (see --list) or a bundle folder")
     segment.add_argument("--checkpoint", help="weights instead of the bundle's models/model.pt")
     segment.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the bundle's)")
-    segment.add_argument(
-        "--precision", choices=["float32", "bfloat16", "float16"],
-        help="inference preset (default float32, exact; bfloat16 on CUDA or a CPU with native bfloat16, float16 on CUDA)",
-    )  # fmt: skip
+    segment.add_argument("--precision", choices=option_values(Precision), help=PRECISION_HELP)
     segment.add_argument("--list", action="store_true", help="list the shipped models with their one-line summaries")
     segment.add_argument("--override", action="append", default=[], metavar="KEY=JSON", help="bundle config override")
     geometry = sub.add_parser("geometry", help="print the size arithmetic of a ValidUNet")
@@ -129,9 +131,8 @@ def _parser() -> argparse.ArgumentParser:
         "--no-channels-last", action="store_true", help="tiles in the default memory format (channels-last is faster)"
     )
     blockwise.add_argument(
-        "--precision", default="float32", choices=["float32", "bfloat16", "float16"],
-        help="inference preset (default float32, exact; bfloat16 on CUDA or a CPU with native bfloat16, float16 on CUDA)",
-    )  # fmt: skip
+        "--precision", default=Precision.FLOAT32.value, choices=option_values(Precision), help=PRECISION_HELP
+    )
     blockwise.add_argument("--scheduler", help="address of a running dask scheduler instead of a local cluster")
     blockwise.add_argument("--memory-limit", help="per local worker, e.g. 2GiB (a worker above it is restarted)")
     blockwise.add_argument("--retries", type=int, default=2, help="times a failing block is retried")
@@ -392,12 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"medunet export: {err}") from None
         return 0
     if args.command == "export":
+        if not (args.input_tile or args.output_tile):
+            raise SystemExit("medunet export: give --input-tile or --output-tile (the program's fixed tile), or --onnx")
         from monai.bundle import ConfigParser
 
         from medunet.export import export_program
-
-        if not (args.input_tile or args.output_tile):
-            raise SystemExit("medunet export: give --input-tile or --output-tile (the program's fixed tile), or --onnx")
         from medunet.networks import ValidUNet, load_weights
 
         parser = ConfigParser()

@@ -27,12 +27,13 @@ from medunet.networks.unet import ValidUNet
 from medunet.utils.enums import IntensityPreset, OutputMode, PaddingMode, look_up
 from medunet.utils.files import atomic_write
 
-__all__ = ["FORMAT_VERSION", "export_bundle_onnx", "export_onnx", "export_program", "load_program"]
+__all__ = ["FORMAT_VERSION", "INSTANCE_SETTINGS", "export_bundle_onnx", "export_onnx", "export_program", "load_program"]
 
 FORMAT_VERSION = 1
 """The version of the ONNX artefact's ``pipeline.json`` (read by :mod:`medunet.runtime`)."""
 
 INSTANCE_SETTINGS = ("split", "min_size", "seed_threshold", "seed_height", "seed_min_size", "fill")
+"""The bundles' ``instance_*`` settings that the post-processing takes (``instances_from_prediction``'s keywords)."""
 
 logger = logging.getLogger(__name__)
 

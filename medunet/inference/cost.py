@@ -161,7 +161,7 @@ class TileCostModel:
         return peak * batch_size
 
     def _columns(self, in_shape: Sequence[int], channels: int, out_shape: Sequence[int], batch_size: int) -> int:
-        """Values of the column (im2col) buffer of one convolution, divided by ``batch_size`` (the caller scales):
+        """Values of the column (im2col) buffer of one convolution of a tile, for a batch of ``batch_size`` tiles:
         on the CPU, PyTorch runs a float convolution through oneDNN (no column buffer) unless one tile's ``C``
         times its first two spatial sizes is at most 20480 (its ``ConvParams::use_mkldnn`` for a batch of one,
         a 3x3 kernel, stride 1, one group), when its native kernels unfold the input into ``k * C`` values per output voxel of one tile
