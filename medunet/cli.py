@@ -10,7 +10,15 @@ import json
 import logging
 from collections.abc import Sequence
 
-from medunet.utils.enums import LabelRule, Precision, ProbabilityDtype, RetrieveMethod, VolumeOutput, option_values
+from medunet.utils.enums import (
+    LabelRule,
+    Precision,
+    ProbabilityDtype,
+    RetrieveMethod,
+    SegType,
+    VolumeOutput,
+    option_values,
+)
 
 __all__ = ["blockwise_settings", "main", "parse_args"]
 
@@ -34,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--checkpoint", help="weights instead of the bundle's models/model.pt")
     segment.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the bundle's)")
     segment.add_argument("--precision", choices=option_values(Precision), help=PRECISION_HELP)
+    _seg_type_flag(segment)
     segment.add_argument("--list", action="store_true", help="list the shipped models with their one-line summaries")
     segment.add_argument("--override", action="append", default=[], metavar="KEY=JSON", help="bundle config override")
     geometry = sub.add_parser("geometry", help="print the size arithmetic of a ValidUNet")
@@ -156,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--bundle", required=True, help="bundle folder, e.g. bundles/unet3d")
         cmd.add_argument("--checkpoint", required=True, help="trained weights (.pt)")
         cmd.add_argument("--override", action="append", default=[], metavar="KEY=JSON", help="bundle config override")
+        _seg_type_flag(cmd)
         cmd.add_argument("--work-dir", help="where retrieved series and outputs go (default: a new temporary folder)")
         if name == "segment":
             cmd.add_argument("--study-uid", required=True)
@@ -187,6 +197,21 @@ def _parser() -> argparse.ArgumentParser:
             )
             cmd.add_argument("--port", type=int, default=None, help="port to listen on (default: storage_port)")
     return parser
+
+
+SEG_TYPE_HELP = (
+    "DICOM SEG kind for DICOM inputs: binary (one frame per segment and slice; every viewer reads it) or labelmap "
+    "(one frame per slice with segment numbers; OHIF 3.10, highdicom 0.24). Default: the bundle's (binary)"
+)
+
+
+def _seg_type_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seg-type", "--seg_type", dest="seg_type", choices=option_values(SegType), help=SEG_TYPE_HELP)
+
+
+def _with_seg_type(args: argparse.Namespace, overrides: dict[str, object]) -> dict[str, object]:
+    """``overrides`` with ``--seg-type`` (an explicit ``--override seg_type=...`` wins)."""
+    return {**({"seg_type": args.seg_type} if args.seg_type else {}), **overrides}
 
 
 def _renamed_flag(parser: argparse.ArgumentParser, old: str, new: str) -> None:
@@ -228,7 +253,7 @@ def _pacs(args: argparse.Namespace) -> int:
         from medunet.apps.segmenter import BundleSegmenter
 
         try:
-            segmenter = BundleSegmenter(args.bundle, args.checkpoint, _overrides(args.override))
+            segmenter = BundleSegmenter(args.bundle, args.checkpoint, _with_seg_type(args, _overrides(args.override)))
         except (ValueError, FileNotFoundError) as err:  # a missing, corrupt or foreign checkpoint
             raise SystemExit(f"medunet pacs {args.pacs_command}: {err}") from None
         if args.pacs_command == "segment":
@@ -333,7 +358,7 @@ def _segment(args: argparse.Namespace) -> int:
     settings = {
         **({"device": args.device} if args.device else {}),
         **({"precision": args.precision} if args.precision else {}),
-        **_overrides(args.override),
+        **_with_seg_type(args, _overrides(args.override)),
     }
     try:
         report = segment(args.model, args.input, args.output, args.checkpoint, settings)

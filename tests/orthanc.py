@@ -99,6 +99,7 @@ def run_orthanc(folder: Path, namespace: str) -> Iterator[Orthanc]:
         "Plugins": [str(PLUGIN)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         "StableAge": 2,
+        "UnknownSopClassAccepted": True,  # Orthanc 1.10 predates Label Map Segmentation Storage (DICOM 2024)
     }
     (folder / "orthanc.json").write_text(json.dumps(settings, indent=2))
     subprocess.run(["ip", "netns", "add", namespace], check=True)

@@ -1,4 +1,8 @@
-"""DICOM Segmentation objects (BINARY, AUTOMATIC) for a segmented DICOM series, built with highdicom.
+"""DICOM Segmentation objects (AUTOMATIC) for a segmented DICOM series, built with highdicom.
+
+Two kinds (:class:`~medunet.utils.enums.SegType`): ``binary``, one 1-bit frame per segment and slice (the default:
+every viewer reads it), and ``labelmap``, one 8-bit frame per slice holding the segment numbers (the label-map
+segmentation of DICOM 2024; OHIF 3.10 and highdicom 0.24 read it).
 
 Frame ``k`` of the SEG refers to the ``k``-th source image in medunet's slice order (position along the
 slice normal, see :mod:`medunet.io.dicom_series`); the pixel data is taken from the ``(x, y, z)`` label
@@ -20,6 +24,7 @@ from pydicom.sr.codedict import codes
 import medunet
 from medunet.io.dicom_derived import SegmentSpec, derived_series_number, single_valued_names
 from medunet.io.dicom_series import DicomSeriesInfo, read_dicom_series, scan_dicom_folder, select_series
+from medunet.utils.enums import SegType, look_up
 from medunet.utils.files import atomic_write
 
 __all__ = ["SEG_SERIES_OFFSET", "build_dicom_seg", "read_dicom_seg", "seg_series_number", "write_dicom_seg"]
@@ -35,14 +40,18 @@ def build_dicom_seg(
     algorithm_version: str = medunet.__version__,
     series_number: int | None = None,
     series_description: str = "medunet segmentation",
+    seg_type: SegType | str = SegType.BINARY,
 ) -> hd.seg.Segmentation:
-    """A BINARY DICOM SEG for an ``(x, y, z)`` label volume aligned with ``source_images`` (in slice order).
+    """A DICOM SEG for an ``(x, y, z)`` label volume aligned with ``source_images`` (in slice order).
 
-    ``series_number`` defaults to :func:`seg_series_number` (the source's SeriesNumber + 9000).
+    ``series_number`` defaults to :func:`seg_series_number` (the source's SeriesNumber + 9000). ``seg_type``:
+    ``binary`` (SegmentationType BINARY) or ``labelmap`` (LABELMAP, the label-map SEG storage class).
 
     Raises:
-        ValueError: the volume does not match the source images, or holds label values without a segment.
+        ValueError: the volume does not match the source images, holds label values without a segment, or
+            ``seg_type`` is neither kind.
     """
+    kind = look_up(seg_type, SegType, "seg_type")
     if labels.ndim != 3 or labels.shape != (
         int(source_images[0].Columns),
         int(source_images[0].Rows),
@@ -77,7 +86,7 @@ def build_dicom_seg(
     seg = hd.seg.Segmentation(
         source_images=[first, *source_images[1:]],
         pixel_array=frames,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segmentation_type=SEGMENTATION_TYPES[kind],
         segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),
         series_number=series_number,
@@ -94,6 +103,11 @@ def build_dicom_seg(
         seg[keyword] = element
     return seg
 
+
+SEGMENTATION_TYPES = {
+    SegType.BINARY: hd.seg.SegmentationTypeValues.BINARY,
+    SegType.LABELMAP: hd.seg.SegmentationTypeValues.LABELMAP,
+}
 
 SEG_SERIES_OFFSET = 9000
 """A SEG's SeriesNumber is its source's plus this, so SEGs of different series of a study differ (and sort after
@@ -124,15 +138,16 @@ def write_dicom_seg(
 
 
 def read_dicom_seg(path: str | Path, source_sop_instance_uids: Sequence[str]) -> np.ndarray:
-    """The label volume ``(x, y, z)`` of a SEG, with slices in the order of ``source_sop_instance_uids``
-    (each voxel holds the segment number, 0 where no segment)."""
+    """The label volume ``(x, y, z)`` of a SEG (binary or label-map), with slices in the order of
+    ``source_sop_instance_uids`` (each voxel holds the segment number, 0 where no segment)."""
     seg = hd.seg.segread(path)
-    numbers = [int(s.SegmentNumber) for s in seg.SegmentSequence]
+    # a label-map SEG describes its background as segment 0, which is not a segment to read
+    numbers = [int(s.SegmentNumber) for s in seg.SegmentSequence if int(s.SegmentNumber) > 0]
     referenced = {uid for _, _, uid in seg.get_source_image_uids()}
     present = [uid for uid in source_sop_instance_uids if uid in referenced]
     rows, cols = int(seg.Rows), int(seg.Columns)
     out = np.zeros((cols, rows, len(source_sop_instance_uids)), dtype=np.uint8)
-    if not present:
+    if not present or not numbers:
         return out
     pixels = seg.get_pixels_by_source_instance(
         source_sop_instance_uids=present, segment_numbers=numbers, combine_segments=True, relabel=False

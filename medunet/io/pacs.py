@@ -24,6 +24,7 @@ from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import time
@@ -154,6 +155,9 @@ class PacsConfig:
         return f"{self.called_aet}@{self.host}:{self.port}"
 
 
+LABELMAP_SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
+"""Label Map Segmentation Storage: the SOP class of a label-map SEG (DICOM 2024), unknown to older PACS."""
+
 _SECRETS = {"username", "password"}
 _EXAMPLES = {
     "int": "a whole number, e.g. 4242",
@@ -220,6 +224,18 @@ class PacsClient:
         except OSError as err:
             raise PacsError(f"cannot reach PACS {self.config.describe()}: {err}") from err
         if not assoc.is_established:
+            refused = [str(cx.abstract_syntax) for cx in assoc.rejected_contexts]
+            if refused and not assoc.accepted_contexts:  # it answered, but takes none of these objects
+                names = ", ".join(
+                    sorted({uid if UID(uid).name == uid else f"{UID(uid).name} ({uid})" for uid in refused})
+                )
+                message = f"PACS {self.config.describe()} accepts none of the requested SOP classes: {names}"
+                if LABELMAP_SEG_STORAGE in refused:
+                    message += (
+                        ". A label-map SEG needs a PACS that knows Label Map Segmentation Storage (DICOM 2024; "
+                        'Orthanc: "UnknownSopClassAccepted": true), or write a binary one (--seg-type binary)'
+                    )
+                raise PacsError(message)
             reason = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
             raise PacsError(
                 f"association with PACS {self.config.describe()} {reason} (is it running, and does it know the AE title "

@@ -18,6 +18,7 @@ from monai.transforms import SaveImaged as MonaiSaveImaged
 from monai.utils import convert_to_numpy, ensure_tuple
 
 from medunet.io.image import IMAGE_SUFFIXES, NIFTI_SUFFIXES, load_image
+from medunet.utils.enums import SegType, look_up
 from medunet.utils.files import atomic_write_path
 from medunet.utils.overlay import busiest_slice, overlay_png
 from medunet.utils.values import as_bool
@@ -148,6 +149,8 @@ class SaveDicomSegd(MapTransform):
         contour_tolerance: contours are simplified to within this many pixels (0 to 2).
         contour_min_area: components and holes under this area (mm², per slice) are left out of the contours.
         contour_max: more contours than this is too fragmented for a contour set.
+        seg_type: ``binary`` (one frame per segment and slice; the default) or ``labelmap`` (one frame per slice
+            holding segment numbers: the label-map SEG, :class:`~medunet.utils.enums.SegType`).
 
     Raises:
         ValueError: neither ``segments`` nor ``metadata`` with ``segment_codes`` given.
@@ -164,6 +167,7 @@ class SaveDicomSegd(MapTransform):
         contour_tolerance: float = 0.5,
         contour_min_area: float = 4.0,
         contour_max: int = 5000,
+        seg_type: str = "binary",
         allow_missing_keys: bool = False,
     ) -> None:
         # highdicom (about 0.4 s to import) loads only when a SEG writer is made, not with medunet.transforms.
@@ -176,6 +180,7 @@ class SaveDicomSegd(MapTransform):
             segments = segments_from_metadata(metadata)
         self.output_dir, self.segments = output_dir, list(segments)
         self.algorithm_name = algorithm_name
+        self.seg_type = look_up(seg_type, SegType, "seg_type")
         self.contour_limits = None  # no RTSTRUCT
         if as_bool(rtstruct, "rtstruct"):
             from medunet.io.rtstruct import ContourLimits
@@ -208,6 +213,7 @@ class SaveDicomSegd(MapTransform):
                 measurements=d.get(f"{key}_measurements"),
                 contours=self.contour_limits,
                 algorithm_name=self.algorithm_name,
+                seg_type=self.seg_type,
             )
         return d
 

@@ -25,6 +25,7 @@ __all__ = [
     "ProbabilityDtype",
     "QueryLevel",
     "RetrieveMethod",
+    "SegType",
     "VolumeOutput",
     "WeightsDtype",
     "look_up",
@@ -95,6 +96,15 @@ class Precision(StrEnum):
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"
     FLOAT16 = "float16"
+
+
+class SegType(StrEnum):
+    """The kind of DICOM SEG written: ``binary`` (one 1-bit frame per segment and slice, read by every viewer) or
+    ``labelmap`` (one 8-bit frame per slice whose pixels are segment numbers; DICOM 2024, read by OHIF 3.10 and
+    highdicom 0.24 and later)."""
+
+    BINARY = "binary"
+    LABELMAP = "labelmap"
 
 
 class ProbabilityDtype(StrEnum):

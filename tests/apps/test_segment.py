@@ -16,6 +16,7 @@ from PIL import Image
 
 from medunet.apps.segment import model_summary, resolve_model, segment, shipped_models
 from medunet.cli import main
+from medunet.io.dicom_seg import read_dicom_seg
 from medunet.networks import ValidUNet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,6 +155,15 @@ def test_a_study_folder_is_one_case_of_a_two_series_model(two_series_bundle: Pat
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == uids["T1post"]
     labels = nib.load(next(p for p in report.outputs[str(study)] if p.endswith("_seg.nii.gz"))).get_fdata()
     assert labels.shape == (40, 36, 6)
+    # --seg-type labelmap: a label-map SEG of the same labels
+    assert main(["segment", str(tmp_path / "export"), "-o", str(tmp_path / "labelmap"), "--model",
+                 str(two_series_bundle), "--device", "cpu", "--seg-type", "labelmap"]) == 0  # fmt: skip
+    labelmap = pydicom.dcmread(next((tmp_path / "labelmap").glob("*_seg.dcm")))
+    assert (seg.SegmentationType, labelmap.SegmentationType) == ("BINARY", "LABELMAP")
+    sources = [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in (study / "T1post").iterdir()]
+    order = [s.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence]
+    assert sorted(order) == sorted(sources)
+    np.testing.assert_array_equal(read_dicom_seg(labelmap.filename, order), read_dicom_seg(segs[0], order))
 
     with pytest.raises(ValueError, match="reads a DICOM study's series"):
         segment(two_series_bundle, next((study / "T1post").iterdir()), tmp_path / "out2", progress=False)

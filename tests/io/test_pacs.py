@@ -112,3 +112,69 @@ def test_series_folder_names_have_no_dots() -> None:
     assert series_uid_of_folder("series-1-2-840-10008") == "1.2.840.10008"
     assert series_uid_of_folder("series-a-b") is None
     assert series_uid_of_folder("other") is None
+
+
+def test_labelmap_seg_stored_found_and_read_back(
+    in_pacs_network: Orthanc, shared_data: Path, t1post: list[Path], tmp_path: Path
+) -> None:
+    """A label-map SEG of the TCIA tumour mask: Orthanc stores it (C-STORE), C-FIND finds its series, and the copy
+    retrieved over DICOMweb reads back into the label image that was written."""
+    from medunet.io import load_image
+    from medunet.io.dicom_derived import SegmentSpec
+    from medunet.io.dicom_seg import read_dicom_seg, write_dicom_seg
+
+    root = require(shared_data / "tcia_pgbm001_dicom")
+    labels = (np.asarray(load_image(root / "MaskTumor")[0]) > 0).astype(np.uint8)
+    seg_path = write_dicom_seg(
+        labels, root / "T1post", tmp_path / "seg.dcm", [SegmentSpec(1, "tumour")], seg_type="labelmap"
+    )
+    seg = pydicom.dcmread(seg_path)
+    assert seg.SegmentationType == "LABELMAP"
+    client = PacsClient(in_pacs_network.config)
+    client.store(t1post)
+    assert client.store([seg_path]) == 1
+    found = client.find_series(str(seg.StudyInstanceUID))
+    assert {str(s.SeriesInstanceUID): str(s.Modality) for s in found}[str(seg.SeriesInstanceUID)] == "SEG"
+    back = client.wado_series(str(seg.StudyInstanceUID), str(seg.SeriesInstanceUID), tmp_path / "back")
+    assert len(back) == 1
+    uids = [str(pydicom.dcmread(p).SOPInstanceUID) for p in t1post]
+    order = load_image(root / "T1post").meta["SOPInstanceUIDs"]
+    assert set(order) == set(uids)
+    np.testing.assert_array_equal(read_dicom_seg(back[0], order), labels)
+
+
+def test_a_pacs_that_refuses_label_map_segs_is_named_with_the_fix(tmp_path: Path) -> None:
+    """A storage SCP that takes only the SOP classes it knows (as Orthanc does by default): the error names the
+    class and says what to do, instead of a bare aborted association."""
+    from pynetdicom import AE, StoragePresentationContexts
+
+    from medunet.data.dicom import write_dicom_series
+    from medunet.io import read_dicom_series, scan_dicom_folder
+    from medunet.io.dicom_derived import SegmentSpec
+    from medunet.io.dicom_seg import build_dicom_seg
+    from medunet.io.pacs import LABELMAP_SEG_STORAGE
+    from tests.conftest import free_port
+
+    write_dicom_series(np.zeros((8, 6, 3), np.float32), tmp_path / "s")
+    labels = np.zeros((8, 6, 3), np.uint8)
+    labels[2:4, 2:4, 1] = 1
+    seg = build_dicom_seg(
+        labels,
+        read_dicom_series(scan_dicom_folder(tmp_path / "s")[0]).headers,
+        [SegmentSpec(1, "x")],
+        seg_type="labelmap",
+    )
+    seg.save_as(tmp_path / "seg.dcm")
+    scp = AE(ae_title="OLDPACS")
+    scp.supported_contexts = [cx for cx in StoragePresentationContexts if cx.abstract_syntax != LABELMAP_SEG_STORAGE]
+    port = free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False)
+    try:
+        client = PacsClient(PacsConfig(port=port, called_aet="OLDPACS", timeout=5.0))
+        with pytest.raises(
+            PacsError,
+            match=r"accepts none of the requested SOP classes: 1\.2\.840\.10008\.5\.1\.4\.1\.1\.66\.7\. A label-map SEG needs .*UnknownSopClassAccepted.*--seg-type binary",
+        ):
+            client.store([tmp_path / "seg.dcm"])
+    finally:
+        server.shutdown()

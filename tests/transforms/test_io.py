@@ -111,12 +111,13 @@ def test_dicom_seg_of_a_series_without_uids_is_skipped_with_a_warning(
     assert "have no SOPInstanceUID (an anonymised export)" in caplog.text
 
 
-def test_contours_beside_the_seg_and_what_they_leave_out_noted_in_the_sr(tmp_path: Path) -> None:
+@pytest.mark.parametrize("seg_type", ["binary", "labelmap"])
+def test_contours_beside_the_seg_and_what_they_leave_out_noted_in_the_sr(tmp_path: Path, seg_type: str) -> None:
     from medunet.data.dicom import write_dicom_series
     from medunet.io import load_image
     from medunet.io.dicom_derived import SegmentSpec
     from medunet.transforms import SaveDicomSegd, SaveMeasurementsd
-    from tests.io.test_dicom_seg import dciodvfy_errors
+    from tests.io.test_dicom_seg import DCIODVFY_LABELMAP_GAPS, dciodvfy_errors
 
     write_dicom_series(np.zeros((32, 32, 4), np.float32), tmp_path / "case", spacing=(1.0, 1.0, 3.0), modality="MR")
     image = load_image(tmp_path / "case")
@@ -127,10 +128,12 @@ def test_contours_beside_the_seg_and_what_they_leave_out_noted_in_the_sr(tmp_pat
     data = {"pred": MetaTensor(torch.as_tensor(labels), meta=dict(image.meta)), "image": image}
     segments = [SegmentSpec(1, "lesion"), SegmentSpec(2, "rod")]
     data = SaveMeasurementsd("pred", str(tmp_path / "out"), image_key="image")(data)
-    SaveDicomSegd("pred", str(tmp_path / "out"), segments=segments, rtstruct=True)(data)
+    SaveDicomSegd("pred", str(tmp_path / "out"), segments=segments, rtstruct=True, seg_type=seg_type)(data)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["case_measurements.json", "case_rtstruct.dcm", "case_seg.dcm", "case_sr.dcm"]
-    assert not dciodvfy_errors(tmp_path / "out" / "case_sr.dcm")
+    assert pydicom.dcmread(tmp_path / "out" / "case_seg.dcm").SegmentationType == seg_type.upper()
+    errors = dciodvfy_errors(tmp_path / "out" / "case_sr.dcm")
+    assert not (set(errors) - DCIODVFY_LABELMAP_GAPS if seg_type == "labelmap" else errors), errors
     sr = pydicom.dcmread(tmp_path / "out" / "case_sr.dcm")
     groups = next(g for g in sr.ContentSequence if g.get("ValueType") == "CONTAINER").ContentSequence
     notes = {}
