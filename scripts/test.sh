@@ -9,8 +9,13 @@ bash scripts/setup.sh
 # The torch-free runtime of the ONNX artefact in .venv-runtime (numpy, ONNX Runtime, SciPy, scikit-image only)
 [ -x .venv-runtime/bin/python ] && .venv-runtime/bin/python -c "import medunet.runtime, onnxruntime" 2>/dev/null \
     || bash scripts/setup_runtime.sh || echo "medunet test setup: .venv-runtime not created; the torch-free runtime test will skip"
+# The MONAI Label server in .venv-monailabel for the test of apps/monailabel (it skips, saying so, where it is missing)
+[ -x .venv-monailabel/bin/python ] && .venv-monailabel/bin/python -c "import monailabel.app" 2>/dev/null \
+    || bash scripts/setup_monailabel.sh || echo "medunet test setup: MONAI Label not installed; its test will skip"
 # System tools for the DICOM SEG / PACS tests: Orthanc (+ DICOMweb plugin), dciodvfy (dicom3tools) and DCMTK's
 # clients (echoscu, storescu), which hospitals use to test a DICOM node.
+# The napari plugin's tests draw with OpenGL on a virtual X screen: Xvfb (started by pytest-xvfb) and the X libraries
+# of Qt 6's xcb platform.
 # Installed when running as root with apt; otherwise those tests skip and say what is missing.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=()
@@ -19,6 +24,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
     command -v echoscu >/dev/null 2>&1 || missing+=(dcmtk)
     command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
+    ldconfig -p | grep -q libxcb-cursor.so.0 || missing+=(libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 \
+        libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xinerama0 libxcb-shape0 libxcb-randr0 libxcb-xkb1 \
+        libegl1 libgl1 libfontconfig1 libdbus-1-3)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "medunet test setup: installing ${missing[*]}"
         # Keep Debian from starting Orthanc as a system service: the tests run their own, isolated one.
@@ -27,7 +36,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
             printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && created_policy=1
         fi
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } \
-            || echo "medunet test setup: could not install ${missing[*]}; the PACS / SEG validation tests will skip"
+            || echo "medunet test setup: could not install ${missing[*]}; the PACS / SEG validation / napari tests will skip"
         [ -z "$created_policy" ] || rm -f /usr/sbin/policy-rc.d
     fi
 fi

@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "engines": 4,
     "apps": 5,
     "cli": 6,
+    "napari_plugin": 6,
 }
 ROOT = "medunet"  # the package itself: ``import medunet`` (its version) is allowed everywhere
 
