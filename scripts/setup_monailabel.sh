@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 pip="$venv/bin/python -m pip install --quiet"
 $venv/bin/python -c "import torch" 2>/dev/null || $pip "${MEDUNET_TORCH:-torch==2.13.0}"
 $pip --no-deps "monailabel==0.8.5"
-$pip "monai>=1.4,<1.5" "numpy>=1.24,<2" "pydicom>=2.4.4,<3" "pydicom-seg>=0.4.1" "SimpleITK>=2.3,<3" "nibabel>=5.2" \
+$pip "monai>=1.4,<1.5" "numpy>=1.24,<2" "pydicom>=2.4.4,<3" "pydicom-seg>=0.4.1" "SimpleITK>=2.3,<3" "itk>=5.3,<6" "nibabel>=5.2" \
     "uvicorn>=0.29" "fastapi>=0.110.2" "pydantic>=2.7" "pydantic-settings>=2.2.1" "python-dotenv>=1.0.1" \
     "python-multipart>=0.0.9" "httpx>=0.27" "schedule>=1.2.1" "timeloop>=1.0.2" "expiringdict>=1.2.2" \
     "expiring_dict>=1.1" "cachetools>=5.3.3" "watchdog>=4" "pynrrd>=1" "filelock>=3.11" "passlib>=1.7.4" \
