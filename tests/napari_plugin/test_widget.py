@@ -111,3 +111,21 @@ def test_bad_input_is_a_message_in_the_widget(make_napari_viewer: Any, qtbot: An
     widget.select_model(str(tmp_path / "weightless"))
     assert widget.run() is None
     assert "has no trained weights" in widget.status.text()
+
+
+def test_the_reader_opens_medunet_outputs_through_the_manifest(make_napari_viewer: Any, tmp_path: Path) -> None:
+    import nibabel as nib
+    from napari.layers import Image, Labels
+
+    labels = np.zeros((6, 5, 4), np.uint8)  # (x, y, z)
+    labels[1:3, 1:4, 2] = 1
+    nib.save(nib.Nifti1Image(labels, np.diag([0.5, 0.6, 2.0, 1.0])), tmp_path / "case_seg.nii.gz")
+    nib.save(nib.Nifti1Image(labels.astype(np.float32), np.diag([0.5, 0.6, 2.0, 1.0])), tmp_path / "case.nii.gz")
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(tmp_path / "case.nii.gz"), plugin="medunet")
+    [seg] = viewer.open(str(tmp_path / "case_seg.nii.gz"), plugin="medunet")
+    assert isinstance(image, Image)
+    assert isinstance(seg, Labels)
+    assert seg.data.shape == (4, 5, 6)  # napari's (z, y, x)
+    assert tuple(seg.scale) == pytest.approx((2.0, 0.6, 0.5))
+    assert int(seg.data[2, 1:4, 1:3].sum()) == 6
