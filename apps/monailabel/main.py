@@ -15,8 +15,8 @@ from the same DICOMweb server and returns the label image on the grid of the mod
 
 MONAI Label runs in its own environment (``.venv-monailabel``: its server needs pydicom 2 and numpy 1, medunet
 pydicom 3), so this app imports nothing of medunet: it runs medunet with medunet's interpreter (``--conf
-medunet_python``, else the environment variable ``MEDUNET_PYTHON``, else the repository's ``.venv``), one process
-per request.
+medunet_python``, else the environment variable ``MEDUNET_PYTHON``, else the repository's ``.venv``) in one
+long-lived worker process (``python -m medunet.apps.worker``), which segments the requests one at a time.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,10 +53,57 @@ def model_card_summary(folder: Path) -> str:
     return f"medunet bundle {folder.name}"
 
 
+class MedunetWorker:
+    """``python -m medunet.apps.worker`` in medunet's environment, started on first use and kept: medunet and MONAI
+    are imported once, not per request. Requests are serialised (one segmentation at a time, as one medunet
+    segment would run); a worker that died is started again for the next request, and its last log lines go into
+    the error."""
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+        self.process: subprocess.Popen[str] | None = None
+        self.log = Path(tempfile.mkdtemp(prefix="medunet-worker-")) / "worker.log"
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        """Starts the worker unless it runs (it imports medunet while the caller goes on)."""
+        if self.process is None or self.process.poll() is not None:
+            with open(self.log, "a") as log:
+                self.process = subprocess.Popen(
+                    [self.python, "-m", "medunet.apps.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=log, text=True,
+                )  # fmt: skip
+
+    def segment(self, model: str, source: Path, output: Path, settings: dict[str, Any]) -> list[Path]:
+        request = {"model": model, "input": str(source), "output": str(output), "settings": settings}
+        with self.lock:
+            self.start()
+            assert self.process.stdin is not None
+            assert self.process.stdout is not None
+            try:
+                self.process.stdin.write(json.dumps(request) + "\n")
+                self.process.stdin.flush()
+                line = self.process.stdout.readline()
+            except OSError:
+                line = ""
+            if not line:  # it died: report why, start a new one next time
+                self.process.wait(timeout=30)
+                tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
+                raise MONAILabelException(
+                    MONAILabelError.SERVER_ERROR,
+                    f"medunet's worker ({self.python}) ended (exit status {self.process.returncode}): "
+                    + " / ".join(tail),
+                )
+        reply = json.loads(line)
+        if "error" in reply:
+            raise MONAILabelException(MONAILabelError.INVALID_INPUT, str(reply["error"]))
+        return [Path(p) for p in reply["outputs"]]
+
+
 class MedunetInfer(InferTask):
     """One medunet bundle as a MONAI Label segmentation task (runs ``medunet segment`` on the request's image)."""
 
-    def __init__(self, folder: Path, python: str, device: str | None, app: MedunetApp) -> None:
+    def __init__(self, folder: Path, device: str | None, app: MedunetApp) -> None:
         config = json.loads((folder / "configs" / "inference.json").read_text(encoding="utf-8"))
         metadata_path = folder / "configs" / "metadata.json"
         metadata = json.loads(metadata_path.read_text(encoding="utf-8")) if metadata_path.is_file() else {}
@@ -68,7 +116,7 @@ class MedunetInfer(InferTask):
             description=model_card_summary(folder),
             config={"device": device or "bundle default"},
         )
-        self.folder, self.python, self.device, self.app = folder, python, device, app
+        self.folder, self.device, self.app = folder, device, app
         self.channel_series: list[str] | None = config.get("channel_series")
 
     def is_valid(self) -> bool:
@@ -81,19 +129,12 @@ class MedunetInfer(InferTask):
         try:
             source = self._study_of(image, work) if self.channel_series and image.is_dir() else image
             out = work / "out"
-            command = [self.python, "-m", "medunet.cli", "segment", str(source), "-o", str(out), "--model",
-                       str(self.folder)]  # fmt: skip
-            if self.device:
-                command += ["--device", self.device]
-            logger.info("medunet: %s", " ".join(command))
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                lines = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.strip()]
-                raise MONAILabelException(
-                    MONAILabelError.INVALID_INPUT,
-                    f"medunet segment with {self.folder.name} failed on {image.name}: "
-                    + (lines[-1] if lines else f"exit status {done.returncode}"),
-                )
+            settings = {"device": self.device} if self.device else {}
+            logger.info("medunet segment %s with %s", source, self.folder.name)
+            try:
+                self.app.worker.segment(str(self.folder), source, out, settings)
+            except MONAILabelException as err:
+                raise MONAILabelException(err.error, f"{self.folder.name} on {image.name}: {err.msg}") from None
             written = sorted(out.iterdir()) if out.is_dir() else []
             label = next((p for p in written if p.name.endswith(LABEL_SUFFIXES)), None)
             if label is None:
@@ -171,6 +212,8 @@ class MedunetApp(MONAILabelApp):
         if unknown:
             raise ValueError(f"--conf models: unknown {unknown}; available: {sorted(folders)}")
         self.folders = {name: folders[name] for name in (wanted or folders)}
+        self.worker = MedunetWorker(self.python)
+        self.worker.start()  # medunet is imported while MONAI Label starts, not at the first request
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -188,7 +231,7 @@ class MedunetApp(MONAILabelApp):
         needs dcmqi's ``itkimage2segimage`` on PATH (installed by whoever wants that; docs/viewers.md)."""
 
     def init_infers(self) -> dict[str, InferTask]:
-        return {name: MedunetInfer(folder, self.python, self.device, self) for name, folder in self.folders.items()}
+        return {name: MedunetInfer(folder, self.device, self) for name, folder in self.folders.items()}
 
     def infer(self, request: dict[str, Any], datastore: Any = None) -> dict[str, Any]:
         """MONAI Label's inference, with its refusals as HTTP errors that say what went wrong (MONAI Label answers
@@ -211,5 +254,6 @@ class MedunetApp(MONAILabelApp):
             )
         try:
             return dict(super().infer(request, datastore))
-        except MONAILabelException as err:
-            raise HTTPException(status_code=422, detail=str(err.msg)) from None
+        except MONAILabelException as err:  # medunet's worker died (500), or medunet refused the input (422)
+            status = 500 if err.error == MONAILabelError.SERVER_ERROR else 422
+            raise HTTPException(status_code=status, detail=str(err.msg)) from None
