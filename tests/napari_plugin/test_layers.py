@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -106,16 +107,28 @@ def test_a_3d_layer_in_napari_order_is_segmented_as_its_nifti(tiny3d: Path, tmp_
     assert int((result.labels != expected).sum()) == 0
 
 
-def test_a_dask_layer_goes_the_blockwise_way_and_comes_back_lazily(tiny3d: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def scheduler() -> Iterator[str]:
+    """One local dask cluster for both blockwise runs of a test (its worker imports medunet once, not per run)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def test_a_dask_layer_goes_the_blockwise_way_and_comes_back_lazily(
+    tiny3d: Path, scheduler: str, tmp_path: Path
+) -> None:
     import dask.array as da
 
     volume = np.random.default_rng(1).uniform(0, 400, (12, 50, 46)).astype(np.float32)
     layer = da.from_array(volume, chunks=(6, 25, 23))
-    result = segment_layer(tiny3d, layer, name="big", scale=(1.0, 1.0, 1.0), output_dir=tmp_path / "napari")
+    settings = {"scheduler": scheduler}
+    result = segment_layer(tiny3d, layer, name="big", scale=(1.0, 1.0, 1.0), settings=settings,
+                           output_dir=tmp_path / "napari")  # fmt: skip
     assert result.blockwise
     assert isinstance(result.labels, da.Array)
     zarr.create_array(str(tmp_path / "big.zarr"), shape=volume.shape, chunks=(6, 25, 23), dtype="float32")[:] = volume
-    report = segment(tiny3d, tmp_path / "big.zarr", tmp_path / "cli", progress=False)
+    report = segment(tiny3d, tmp_path / "big.zarr", tmp_path / "cli", settings=settings, progress=False)
     expected = zarr.open_array(str(Path(report.outputs[str(tmp_path / "big.zarr")][0]) / "0"))[:]
     assert result.labels.shape == volume.shape
     assert int((result.labels.compute() != expected).sum()) == 0
