@@ -42,7 +42,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 # shellcheck disable=SC1091
 . "${MEDUNET_VENV:-.venv}/bin/activate"
-ruff check medunet tests benchmarks apps
-ruff format --check medunet tests benchmarks apps
+ruff check medunet tests benchmarks apps scripts
+ruff format --check medunet tests benchmarks apps scripts
 mypy
 python -m pytest "$@"
