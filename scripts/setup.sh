@@ -5,7 +5,6 @@
 # torch (a CUDA build) is installed; on a machine without a GPU, torch==2.13.0, which is a CPU build
 # where a local wheel is provided. To choose yourself, set MEDUNET_TORCH to a pip requirement, e.g.
 # MEDUNET_TORCH="torch==2.13.0" together with PIP_EXTRA_INDEX_URL pointing at PyTorch's CPU wheel index.
-# MEDUNET_EXTRAS: the extras installed with medunet (default: dev, the test and lint tools; empty: none).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -34,6 +33,5 @@ if ! python -c "import torch" >/dev/null 2>&1; then
     echo "medunet setup: installing $spec"
     python -m pip install --quiet "$spec"
 fi
-extras=${MEDUNET_EXTRAS-dev}
-python -m pip install --quiet -e ".${extras:+[$extras]}"
+python -m pip install --quiet -e ".[dev]"
 python -c "import torch, monai, medunet; print(f'medunet setup: torch {torch.__version__} (CUDA available: {torch.cuda.is_available()}), monai {monai.__version__}')"

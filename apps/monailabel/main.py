@@ -44,7 +44,8 @@ LABEL_SUFFIXES = ("_seg.nii.gz", "_seg.nii", "_seg.png", "_seg.tif")
 
 
 def model_card_summary(folder: Path) -> str:
-    """The model card's first line of text after its title (what ``medunet segment --list`` shows)."""
+    """The model card's first line of text after its title, as ``medunet segment --list`` shows it
+    (``medunet.apps.segment.model_summary``, restated: this environment cannot import medunet)."""
     card = folder / "docs" / "README.md"
     if card.is_file():
         for line in card.read_text(encoding="utf-8").splitlines():
