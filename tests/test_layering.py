@@ -255,11 +255,12 @@ REPOSITORY_TESTS = {"test_layering.py", "test_notebooks.py"}
 def test_tests_mirror_the_package() -> None:
     """``tests/<package>/test_<module>.py`` tests ``medunet/<package>/<module>.py`` (one module under test
     each); ``tests/bundles`` holds the end-to-end runs of the bundles, ``tests/reliability`` the hostile-input
-    and crash cases across modules (docs/reliability.md)."""
+    and crash cases across modules (docs/reliability.md), ``tests/monailabel`` the MONAI Label app of
+    ``apps/monailabel`` (outside the package: it runs in MONAI Label's environment)."""
     orphans = []
     for path in sorted((REPO / "tests").rglob("test_*.py")):
         relative = path.relative_to(REPO / "tests")
-        if relative.parts[0] in ("bundles", "reliability") or path.name in REPOSITORY_TESTS:
+        if relative.parts[0] in ("bundles", "reliability", "monailabel") or path.name in REPOSITORY_TESTS:
             continue
         source = REPO / ROOT / relative.parent / (path.stem.removeprefix("test_") + ".py")
         if not source.is_file():
