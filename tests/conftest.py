@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The napari tests run on a virtual X screen (pytest-xvfb) with Qt installed, where matplotlib would pick its Qt
+# backend and plt.show() (the notebooks call it) would wait for a window to be closed: plots draw off screen.
+os.environ.setdefault("MPLBACKEND", "Agg")
+
 
 def data_root() -> Path:
     return Path(os.environ.get("MEDUNET_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -13,6 +13,9 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_code_runs(path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")  # plt.show() draws nothing instead of waiting for a window (a display may be present)
     cells = json.loads(path.read_text())["cells"]
     namespace: dict[str, object] = {}
     for cell in cells:
