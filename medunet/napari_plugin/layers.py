@@ -13,7 +13,6 @@ The layer's data is written to a temporary file of the kind ``medunet segment`` 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shutil
@@ -33,7 +32,6 @@ __all__ = [
     "SegmentedLayer",
     "available_models",
     "describe_model",
-    "model_dims",
     "read_features",
     "segment_layer",
 ]
@@ -45,27 +43,28 @@ class LayerError(ValueError):
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A model the widget offers: a shipped model's name (or a bundle folder), its one-line summary and its
-    spatial dimensions."""
+    """A model the widget offers: a shipped model's name (or a bundle folder), its one-line summary, its spatial
+    dimensions, and the factor its PNG output multiplies class indices by (a two-class PNG is 0/255; else 1)."""
 
     name: str
     folder: Path
     summary: str
     spatial_dims: int
+    label_scale: int = 1
 
+    @classmethod
+    def of(cls, name: str, folder: Path) -> ModelChoice:
+        """The choice for the bundle in ``folder``, from one reading of its ``configs/inference.json``."""
+        from medunet.engines.wiring import saved_label_scale
 
-def model_dims(folder: Path) -> int:
-    """The spatial dimensions (2 or 3) of a bundle's network, from its ``configs/inference.json``."""
-    config = json.loads((folder / "configs" / "inference.json").read_text(encoding="utf-8"))
-    return int(config.get("spatial_dims", 2))
+        config = json.loads((folder / "configs" / "inference.json").read_text(encoding="utf-8"))
+        scale = saved_label_scale(str(config.get("output_ext", ".nii.gz")), int(config.get("num_classes", 2)))
+        return cls(name, folder, model_summary(folder), int(config.get("spatial_dims", 2)), scale or 1)
 
 
 def available_models() -> list[ModelChoice]:
     """The shipped models (those with weights), with their summaries."""
-    return [
-        ModelChoice(name, folder, model_summary(folder), model_dims(folder))
-        for name, folder in shipped_models().items()
-    ]
+    return [ModelChoice.of(name, folder) for name, folder in shipped_models().items()]
 
 
 def describe_model(model: str | Path) -> ModelChoice:
@@ -75,7 +74,7 @@ def describe_model(model: str | Path) -> ModelChoice:
         ValueError / FileNotFoundError: with what :func:`~medunet.apps.segment.resolve_model` says is missing.
     """
     folder, _ = resolve_model(model)
-    return ModelChoice(str(model), folder, model_summary(folder), model_dims(folder))
+    return ModelChoice.of(str(model), folder)
 
 
 @dataclass
@@ -119,36 +118,24 @@ def _spatial_shape(data: Any, rgb: bool, dims: int, name: str, model: ModelChoic
     return spatial
 
 
-def _label_scale(folder: Path) -> int:
-    """The factor ``medunet segment`` multiplied class indices by in its PNG (a two-class PNG is 0/255)."""
-    from medunet.engines.wiring import saved_label_scale
-
-    config = json.loads((folder / "configs" / "inference.json").read_text(encoding="utf-8"))
-    return saved_label_scale(str(config.get("output_ext", ".nii.gz")), int(config.get("num_classes", 2))) or 1
-
-
 def read_features(table: Path, count: int | None = None) -> dict[str, list[Any]]:
-    """The per-instance table ``<name>_instances.csv`` as napari features: one row per label value from 0 (the
-    background, empty cells) to the largest instance, so that row ``k`` describes label ``k``."""
-    with open(table, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    columns = [c for c in (rows[0].keys() if rows else ["label"]) if c != "label"]
-    largest = max([int(r["label"]) for r in rows] + [count or 0])
-    by_label = {int(r["label"]): r for r in rows}
+    """The per-instance measurements ``<name>_instances.json`` (written by ``medunet segment`` beside its
+    ``_instances.csv``) as napari features: one row per label value from 0 (the background, empty cells) to the
+    largest instance, so that row ``k`` describes label ``k``. Values keep the types they were written with; a
+    per-axis measurement (``centroid``, ``bbox_min``, ...) becomes a column per axis, ``centroid-0``, ``centroid-1``
+    (scikit-image's ``regionprops_table`` names), as napari's features table holds one value per cell."""
+    records = json.loads(table.read_text(encoding="utf-8"))["instances"]
+    largest = max([int(r["label"]) for r in records] + [count or 0])
+    by_label = {int(r["label"]): r for r in records}
     features: dict[str, list[Any]] = {"index": list(range(largest + 1))}
-    for column in columns:
-        values = [_cell(by_label.get(k, {}).get(column)) for k in range(largest + 1)]
-        features[column] = values
+    for column in [c for c in (records[0] if records else {}) if c != "label"]:
+        values = [by_label.get(k, {}).get(column) for k in range(largest + 1)]
+        axes = max((len(v) for v in values if isinstance(v, list)), default=0)
+        if not axes:
+            features[column] = values
+        for axis in range(axes):
+            features[f"{column}-{axis}"] = [v[axis] if isinstance(v, list) else None for v in values]
     return features
-
-
-def _cell(text: str | None) -> Any:
-    if text is None or text == "":
-        return None
-    try:
-        return float(text) if any(ch in text for ch in ".eE") else int(text)
-    except ValueError:
-        return text
 
 
 def _write_input(data: Any, rgb: bool, scale: Sequence[float], folder: Path, name: str) -> Path:
@@ -255,10 +242,10 @@ def segment_layer(
         seg = _output(outputs, "_seg")
         if seg is None:
             raise RuntimeError(f"{chosen.name} wrote no class labels for {name} (outputs: {[p.name for p in outputs]})")
-        labels = _read_labels(seg, chosen.spatial_dims, _label_scale(chosen.folder))
+        labels = _read_labels(seg, chosen.spatial_dims, chosen.label_scale)
         instance_file = _output(outputs, "_instances")
         instances = _read_labels(instance_file, chosen.spatial_dims) if instance_file else None
-        table = next((p for p in outputs if p.name.endswith("_instances.csv")), None)
+        table = next((p for p in outputs if p.name.endswith("_instances.json")), None)
         features = (
             read_features(table, int(instances.max()) if instances is not None and instances.size else None)
             if table

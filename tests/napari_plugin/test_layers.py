@@ -159,9 +159,17 @@ def test_layers_that_do_not_fit_and_models_that_do_not_load_are_named(tmp_path: 
 
 
 def test_features_have_a_row_per_label_value(tmp_path: Path) -> None:
-    (tmp_path / "t.csv").write_text("label,area_px,unit\n1,10,\n3,7,mm\n")
-    features = read_features(tmp_path / "t.csv")
-    assert features == {"index": [0, 1, 2, 3], "area_px": [None, 10, None, 7], "unit": [None, None, None, "mm"]}
+    records = [{"label": 1, "area_px": 10, "unit": None, "centroid": [2.5, 3.0]},
+               {"label": 3, "area_px": 7, "unit": "mm", "centroid": [1.0, 0.5]}]  # fmt: skip
+    (tmp_path / "t_instances.json").write_text(json.dumps({"source": "t.png", "instances": records}))
+    features = read_features(tmp_path / "t_instances.json", count=4)
+    assert features == {
+        "index": [0, 1, 2, 3, 4],
+        "area_px": [None, 10, None, 7, None],
+        "unit": [None, None, None, "mm", None],
+        "centroid-0": [None, 2.5, None, 1.0, None],  # a column per axis: napari's table holds one value a cell
+        "centroid-1": [None, 3.0, None, 0.5, None],
+    }
 
 
 def test_the_reader_opens_niftis_in_napari_order(tmp_path: Path) -> None:
