@@ -45,4 +45,7 @@ fi
 ruff check medunet tests benchmarks apps scripts
 ruff format --check medunet tests benchmarks apps scripts
 mypy
-python -m pytest "$@"
+# Two test processes (pytest-xdist), each test file whole in one of them (its module fixtures made once): much of the
+# suite waits on subprocesses, servers and MONAI's import, which two processes overlap on two cores.
+# MEDUNET_TEST_WORKERS=0 runs every test in this one process.
+python -m pytest -n "${MEDUNET_TEST_WORKERS:-2}" --dist loadfile "$@"

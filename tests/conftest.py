@@ -25,6 +25,20 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _threads_per_worker() -> None:
+    """Under pytest-xdist (scripts/test.sh runs two workers), each worker's torch gets its share of the cores, and
+    so do the processes its tests start (OMP_NUM_THREADS): the thread pools of two workers that each take every
+    core would contend for them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        share = max(1, (os.cpu_count() or 1) // workers)
+        os.environ.setdefault("OMP_NUM_THREADS", str(share))
+        torch.set_num_threads(min(share, torch.get_num_threads()))
+
+
 def data_root() -> Path:
     return Path(os.environ.get("MEDUNET_DATA_DIR", REPO.parent / "shared" / "data"))
 

@@ -130,7 +130,7 @@ class PacsListener:
         self.results: dict[str, dict[str, Any]] = {}
         self._pending: dict[str, _Series] = {}
         self._queued: dict[str, _Series] = {}
-        self._runs: dict[str, int] = {}  # how often each series was segmented before (a series sent again)
+        self._runs: dict[str, int] = {}  # how often each series has been segmented (more than once: sent again)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -161,7 +161,6 @@ class PacsListener:
                         uid,
                         self.results[uid]["status"],
                     )
-                    self._runs[uid] = int(self.results[uid].get("runs", 1))
                     self.results[uid] = {**self.results[uid], "status": "receiving again"}
                 folder = self.work / "incoming" / self._folder_name(uid)
                 entry = self._pending[uid] = _Series(folder, event.assoc.requestor.ae_title)
@@ -220,7 +219,10 @@ class PacsListener:
     def _record(self, uid: str, result: dict[str, Any]) -> None:
         """The outcome of a series, kept in memory and (atomically) in the work folder; ``runs`` counts how often
         it was segmented (more than once when it was sent again)."""
-        result = {**result, "runs": self._runs.pop(uid, 0) + 1}
+        # counted here, when a run ends: a series sent again while its first run is queued or running is then
+        # counted once per run too
+        self._runs[uid] = self._runs.get(uid, 0) + 1
+        result = {**result, "runs": self._runs[uid]}
         key = "study_uid" if self._by_study else "series_uid"
         atomic_write_json(self.work / "results" / f"{self._folder_name(uid)}.json", {key: uid, **result})
         self.results[uid] = result
@@ -233,7 +235,9 @@ class PacsListener:
         for path in sorted((self.work / "results").glob(f"{prefix}*.json")):
             try:
                 record = json.loads(path.read_text())
-                self.results[str(record.pop(key))] = record
+                done = str(record.pop(key))
+                self.results[done] = record
+                self._runs[done] = int(record.get("runs", 1))
             except (ValueError, KeyError, TypeError, AttributeError):
                 logger.warning("%s is not a listener result (unreadable); its series is processed again", path)
         recovered = []

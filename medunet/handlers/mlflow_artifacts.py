@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +82,6 @@ class MLflowArtifactsHandler:
         with torch.inference_mode():
             output = model(example)
         signature = infer_signature(example.numpy(), output.numpy())
-        mlflow.set_tracking_uri(self.mlflow_handler.client.tracking_uri)
         # Explicit requirements: MLflow's inference of them re-imports the model and takes seconds.
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"medunet=={medunet.__version__}"]
         kwargs = {
@@ -89,7 +90,7 @@ class MLflowArtifactsHandler:
             "input_example": example.numpy(),
             "pip_requirements": requirements,
         }
-        with mlflow.start_run(run_id=run_id):
+        with _tracking_uri(self.mlflow_handler.client.tracking_uri), mlflow.start_run(run_id=run_id):
             # MLflow 3's default format is a torch.export program ("pt2"); the pickled module is the fallback.
             for extra in ({}, {"serialization_format": "pickle"}):
                 try:
@@ -99,3 +100,24 @@ class MLflowArtifactsHandler:
                     if extra:
                         raise
                     logger.warning("torch.export of the model failed (%s); logging the pickled module instead", err)
+
+
+@contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's tracking URI for the calls inside only (its fluent API, which ``log_model`` needs, has no other way
+    to be told). ``mlflow.set_tracking_uri`` also writes the ``MLFLOW_TRACKING_URI`` environment variable, which
+    MONAI's ``MLFlowHandler`` prefers to its own ``tracking_uri``: left set, every later training in this process
+    would log into this run's store."""
+    import mlflow
+
+    environment = os.environ.get("MLFLOW_TRACKING_URI")
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None: unset again
+        if environment is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = environment

