@@ -19,7 +19,7 @@ fi
 venv=${MEDUNET_VENV:-.venv}
 extras=${MEDUNET_EXTRAS-dev}
 if [ ! -x "$venv/bin/python" ]; then
-    # About 3.5 GB once installed (torch alone 0.75 GB), more while pip unpacks: say so before pip fails half-way.
+    # About 3.2 GB once installed (torch alone 0.75 GB), more while pip unpacks: say so before pip fails half-way.
     where=$(cd "$(dirname "$venv")" && pwd)
     free_gb=$(df -Pk "$where" | awk 'NR == 2 {print int($4 / 1048576)}')
     if [ "$free_gb" -lt 5 ]; then
