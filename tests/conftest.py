@@ -125,3 +125,11 @@ def sr_numeric_items(item: Any, code: str) -> list[float]:
             found.append(float(child.MeasuredValueSequence[0].NumericValue))
         found += sr_numeric_items(child, code)
     return found
+
+
+def mlflow_runs(uri: str) -> list[Any]:
+    """Every run in the MLflow store at ``uri``, of every active experiment."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])

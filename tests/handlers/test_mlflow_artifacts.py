@@ -13,6 +13,7 @@ from ignite.engine import Engine
 from monai.handlers import MLFlowHandler
 
 from medunet.handlers import MLflowArtifactsHandler
+from tests.conftest import mlflow_runs
 
 
 def _train(uri: str, output_dir: Path) -> None:
@@ -27,11 +28,6 @@ def _train(uri: str, output_dir: Path) -> None:
     engine.run([0, 1], max_epochs=1)
 
 
-def _runs(uri: str) -> list[mlflow.entities.Run]:
-    client = mlflow.MlflowClient(uri)
-    return client.search_runs([e.experiment_id for e in client.search_experiments()])
-
-
 def test_two_trainings_in_one_process_log_to_their_own_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     first, second = f"sqlite:///{tmp_path / 'first.db'}", f"sqlite:///{tmp_path / 'second.db'}"
@@ -40,7 +36,7 @@ def test_two_trainings_in_one_process_log_to_their_own_stores(tmp_path: Path, mo
     # needs) writes it, and the handler puts it back as it was
     assert "MLFLOW_TRACKING_URI" not in os.environ
     _train(second, tmp_path / "two")
-    [one], [two] = _runs(first), _runs(second)
+    [one], [two] = mlflow_runs(first), mlflow_runs(second)
     for uri, run in ((first, one), (second, two)):
         artifacts = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(run.info.run_id)}
         models = mlflow.MlflowClient(uri).search_logged_models([run.info.experiment_id])

@@ -7,6 +7,7 @@ import pytest
 from ignite.engine import Engine, Events
 
 from medunet.handlers import ResumableMLFlowHandler
+from tests.conftest import mlflow_runs
 
 
 def _process(
@@ -34,11 +35,6 @@ def _process(
     return engine, handler
 
 
-def _runs(uri: str) -> list[mlflow.entities.Run]:
-    client = mlflow.MlflowClient(uri)
-    return client.search_runs([e.experiment_id for e in client.search_experiments()])
-
-
 def test_kills_and_reruns_continue_one_run_and_log_each_step_once(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
@@ -50,19 +46,19 @@ def test_kills_and_reruns_continue_one_run_and_log_each_step_once(tmp_path: Path
 
     with pytest.raises(SystemExit):
         engine.run([0, 1], max_epochs=3)
-    [run] = _runs(uri)
+    [run] = mlflow_runs(uri)
     assert run.info.status == "RUNNING"  # a process that dies leaves its run open
 
     engine, _ = _process(uri, 3, start_epoch=1)  # resumed from the checkpoint of epoch 1
     engine.run([0, 1], max_epochs=3)
-    [run] = _runs(uri)
+    [run] = mlflow_runs(uri)
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
     assert sorted(steps) == [1, 2, 3, 4, 5, 6]  # step 3 (logged before the kill) not logged again
     assert run.info.status == "FINISHED"
 
     engine, _ = _process(uri, 4, start_epoch=3)  # the finished training extended by one epoch
     engine.run([0, 1], max_epochs=4)
-    runs = _runs(uri)
+    runs = mlflow_runs(uri)
     assert [r.info.run_id for r in runs] == [run.info.run_id]
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss")) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert client.get_run(run.info.run_id).data.params["epochs"] == "3"
